@@ -1,0 +1,1 @@
+//! API types: see the crate description.
