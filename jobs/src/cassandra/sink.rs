@@ -1,0 +1,303 @@
+//! `CassandraSinkExec`: writes each input partition where it runs (not
+//! through DataFusion's single-partition `DataSinkExec`), with a prepared
+//! INSERT, bounded concurrency and retries, writes the scan's dead letters,
+//! and returns one report row per partition.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use futures::{StreamExt, TryStreamExt};
+use scylla::value::{CqlTimestamp, CqlValue};
+
+use super::convert::column_values;
+use super::session::{Connected, SinkConnection, connect};
+use crate::kafka::scan::{DeadLetter, KafkaScanExec, OFFSET_COLUMN, WRITE_TS_COLUMN};
+use crate::runtime;
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub job: String,
+    pub batch_id: u64,
+    pub connection: SinkConnection,
+    pub keyspace: String,
+    pub table: String,
+    /// (name, CQL type) of the columns written, in input order.
+    pub columns: Vec<(String, String)>,
+    pub dead_letter_table: String,
+    pub concurrency: usize,
+    pub max_retries: u32,
+}
+
+impl SinkConfig {
+    pub fn insert_cql(&self) -> String {
+        let names: Vec<String> = self.columns.iter().map(|c| format!("\"{}\"", c.0)).collect();
+        let marks = vec!["?"; names.len()].join(", ");
+        format!(
+            "INSERT INTO {}.{} ({}) VALUES ({marks}) USING TIMESTAMP ?",
+            self.keyspace,
+            self.table,
+            names.join(", ")
+        )
+    }
+    pub fn dead_letter_cql(&self) -> String {
+        format!(
+            "INSERT INTO {}.{} (topic, partition, offset, job, batch_id, value, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.keyspace, self.dead_letter_table
+        )
+    }
+}
+
+/// The sink's output: one row per task.
+pub fn report_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("executor_id", DataType::Utf8, false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("from_offset", DataType::Int64, false),
+        Field::new("until_offset", DataType::Int64, false),
+        Field::new("rows_in", DataType::UInt64, false),
+        Field::new("rows_out", DataType::UInt64, false),
+        Field::new("rows_dead", DataType::UInt64, false),
+        Field::new("duration_ms", DataType::UInt64, false),
+    ]))
+}
+
+pub struct CassandraSinkExec {
+    input: Arc<dyn ExecutionPlan>,
+    config: Arc<SinkConfig>,
+    properties: Arc<PlanProperties>,
+}
+
+impl fmt::Debug for CassandraSinkExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CassandraSinkExec").field("config", &self.config).finish()
+    }
+}
+
+impl CassandraSinkExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, config: Arc<SinkConfig>) -> Self {
+        let n = input.properties().partitioning.partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(report_schema()),
+            Partitioning::UnknownPartitioning(n),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self { input, config, properties }
+    }
+    pub fn config(&self) -> &Arc<SinkConfig> {
+        &self.config
+    }
+}
+
+impl DisplayAs for CassandraSinkExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "CassandraSinkExec: {}.{} batch={}", self.config.keyspace, self.config.table, self.config.batch_id)
+    }
+}
+
+impl ExecutionPlan for CassandraSinkExec {
+    fn name(&self) -> &str {
+        "CassandraSinkExec"
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let [child] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("CassandraSinkExec takes one child".into()))?;
+        Ok(Arc::new(CassandraSinkExec::new(child, self.config.clone())))
+    }
+
+    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, ctx)?;
+        let config = self.config.clone();
+        let scan_plan = self.input.clone();
+        let fut = async move {
+            let started = Instant::now();
+            let conn = connect(&config.connection).await.map_err(DataFusionError::Execution)?;
+            let (rows_out, sink_dead) = write_rows(&config, &conn, input).await?;
+            let report = find_scan(&scan_plan).and_then(|s| s.take_report(partition)).unwrap_or_default();
+            let mut dead = report.dead;
+            let (topic, part, from, until) = match report.ranges.first() {
+                Some(r) => (r.topic.clone(), r.partition, r.from, report.ranges.last().map_or(r.until, |l| l.until)),
+                None => (String::new(), -1, 0, 0),
+            };
+            dead.extend(sink_dead.into_iter().map(|(offset, reason)| DeadLetter {
+                topic: topic.clone(),
+                partition: part,
+                offset,
+                value: None,
+                reason,
+            }));
+            write_dead_letters(&config, &conn, &dead).await?;
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![runtime::executor_id()])),
+                Arc::new(StringArray::from(vec![topic])),
+                Arc::new(Int32Array::from(vec![part])),
+                Arc::new(Int64Array::from(vec![from])),
+                Arc::new(Int64Array::from(vec![until])),
+                Arc::new(UInt64Array::from(vec![report.rows_in])),
+                Arc::new(UInt64Array::from(vec![rows_out])),
+                Arc::new(UInt64Array::from(vec![dead.len() as u64])),
+                Arc::new(UInt64Array::from(vec![started.elapsed().as_millis() as u64])),
+            ];
+            Ok(RecordBatch::try_new(report_schema(), cols)?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(report_schema(), futures::stream::once(fut))))
+    }
+}
+
+/// The Kafka scan below this plan, whose per-partition report the sink reads.
+fn find_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&KafkaScanExec> {
+    if let Some(s) = plan.as_ref().downcast_ref::<KafkaScanExec>() {
+        return Some(s);
+    }
+    plan.children().into_iter().find_map(find_scan)
+}
+
+type Row = (Vec<Option<CqlValue>>, i64);
+
+/// Writes every row of the input; returns rows written and (offset, reason)
+/// of rows that cannot be converted to the table's types.
+async fn write_rows(
+    config: &SinkConfig,
+    conn: &Arc<Connected>,
+    mut input: SendableRecordBatchStream,
+) -> Result<(u64, Vec<(i64, String)>)> {
+    let insert = conn.prepare(&config.insert_cql()).await.map_err(DataFusionError::Execution)?;
+    let mut written = 0u64;
+    let mut dead = Vec::new();
+    while let Some(batch) = input.next().await {
+        let batch = batch?;
+        let rows = to_rows(config, &batch, &mut dead)?;
+        let n = rows.len() as u64;
+        futures::stream::iter(rows.into_iter().map(|(mut values, ts)| {
+            let insert = &insert;
+            async move {
+                values.push(Some(CqlValue::BigInt(ts)));
+                with_retries(config.max_retries, || conn.session.execute_unpaged(insert, &values)).await
+            }
+        }))
+        .buffer_unordered(config.concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+        written += n;
+    }
+    Ok((written, dead))
+}
+
+fn to_rows(config: &SinkConfig, batch: &RecordBatch, dead: &mut Vec<(i64, String)>) -> Result<Vec<Row>> {
+    let n = batch.num_rows();
+    let hidden = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .ok_or_else(|| DataFusionError::Internal(format!("sink input lacks hidden column {name}")))
+    };
+    let write_ts = hidden(WRITE_TS_COLUMN)?;
+    let offsets = hidden(OFFSET_COLUMN)?;
+    let mut cols = Vec::with_capacity(config.columns.len());
+    for (name, ty) in &config.columns {
+        let c = batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("sink input lacks column {name}")))?;
+        cols.push(column_values(c, ty, name).map_err(DataFusionError::Execution)?);
+    }
+    let mut rows = Vec::with_capacity(n);
+    'row: for i in 0..n {
+        let mut values = Vec::with_capacity(cols.len() + 1);
+        for c in cols.iter_mut() {
+            match std::mem::replace(&mut c[i], Ok(None)) {
+                Ok(v) => values.push(v),
+                Err(reason) => {
+                    dead.push((offsets.value(i), reason));
+                    continue 'row;
+                }
+            }
+        }
+        rows.push((values, write_ts.value(i)));
+    }
+    Ok(rows)
+}
+
+async fn write_dead_letters(config: &SinkConfig, conn: &Arc<Connected>, dead: &[DeadLetter]) -> Result<()> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let stmt = conn.prepare(&config.dead_letter_cql()).await.map_err(DataFusionError::Execution)?;
+    let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
+    let rows: Vec<_> = dead
+        .iter()
+        .map(|d| {
+            (
+                d.topic.clone(),
+                d.partition,
+                d.offset,
+                config.job.clone(),
+                config.batch_id as i64,
+                d.value.clone().unwrap_or_default(),
+                d.reason.clone(),
+                now,
+            )
+        })
+        .collect();
+    let stmt = &stmt;
+    futures::stream::iter(rows.into_iter().map(|values| async move {
+        with_retries(config.max_retries, || conn.session.execute_unpaged(stmt, &values)).await
+    }))
+    .buffer_unordered(config.concurrency.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
+/// Retries a write with exponential backoff (100 ms doubling to 5 s).
+async fn with_retries<F, Fut, T, E>(max_retries: u32, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < max_retries => {
+                tracing::debug!("write failed (attempt {}): {e}", attempt + 1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(DataFusionError::Execution(format!("write failed after {} attempts: {e}", attempt + 1)));
+            }
+        }
+    }
+}
