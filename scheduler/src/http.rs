@@ -1,0 +1,135 @@
+//! The REST API (`/api/v1`, the same API types as the CLI's `--json`) and
+//! `/metrics`, on the web UI's port (4040, where Spark users look).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ember_api::{ExecutorList, JobList};
+use serde::Deserialize;
+
+use crate::manager::Manager;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Arc<Manager>,
+    pub ballista_http: String,
+    pub executor_timeout_secs: u64,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/jobs", get(list_jobs).post(submit))
+        .route("/api/v1/jobs/{name}", get(get_job))
+        .route("/api/v1/jobs/{name}/stop", post(stop_job))
+        .route("/api/v1/executors", get(list_executors))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::ui::router())
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn list_jobs(State(s): State<AppState>) -> Json<JobList> {
+    Json(JobList { jobs: s.manager.jobs().iter().map(|j| j.summary()).collect() })
+}
+
+#[derive(Deserialize)]
+struct SubmitBody {
+    spec_toml: String,
+    #[serde(default)]
+    reset: bool,
+}
+
+async fn submit(State(s): State<AppState>, Json(body): Json<SubmitBody>) -> Response {
+    match s.manager.submit(&body.spec_toml, body.reset).await {
+        Ok((action, job)) => Json(ember_api::SubmitJobReply { name: job.name.clone(), action: action.as_str().into(), job: Some(job) }).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn get_job(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(job) = s.manager.job(&name) else { return error(StatusCode::NOT_FOUND, format!("no job named {name}")) };
+    let dead = s.manager.dead_letters(&job, 20).await;
+    Json(job.detail(dead)).into_response()
+}
+
+async fn stop_job(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.manager.stop(&name).await {
+        Ok(j) => Json(j).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+async fn list_executors(State(s): State<AppState>) -> Response {
+    match crate::executors::list(&s.ballista_http, s.executor_timeout_secs).await {
+        Ok(executors) => Json(ExecutorList { executors }).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = String::new();
+    let jobs = s.manager.jobs();
+    let _ = writeln!(out, "# HELP ember_job_rows_in_total Records read from Kafka by the job.\n# TYPE ember_job_rows_in_total counter");
+    for j in &jobs {
+        let sm = j.summary();
+        let _ = writeln!(out, "ember_job_rows_in_total{{job=\"{}\"}} {}", esc(&sm.name), sm.rows_in);
+    }
+    let _ = writeln!(out, "# HELP ember_job_rows_out_total Rows written to the sink by the job.\n# TYPE ember_job_rows_out_total counter");
+    for j in &jobs {
+        let sm = j.summary();
+        let _ = writeln!(out, "ember_job_rows_out_total{{job=\"{}\"}} {}", esc(&sm.name), sm.rows_out);
+    }
+    let _ = writeln!(out, "# HELP ember_job_rows_dead_total Records sent to the dead-letter table.\n# TYPE ember_job_rows_dead_total counter");
+    for j in &jobs {
+        let sm = j.summary();
+        let _ = writeln!(out, "ember_job_rows_dead_total{{job=\"{}\"}} {}", esc(&sm.name), sm.rows_dead);
+    }
+    let _ = writeln!(out, "# HELP ember_partition_lag Records not yet committed, per partition.\n# TYPE ember_partition_lag gauge");
+    for j in &jobs {
+        let d = j.detail(Vec::new());
+        for p in d.partitions {
+            let _ = writeln!(
+                out,
+                "ember_partition_lag{{job=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                esc(&j.spec.name),
+                esc(&p.topic),
+                p.partition,
+                p.lag
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ember_batch_duration_seconds Micro-batch durations.\n# TYPE ember_batch_duration_seconds histogram");
+    const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+    for j in &jobs {
+        let d = j.detail(Vec::new());
+        let durs: Vec<f64> = d.batches.iter().map(|b| b.duration_ms as f64 / 1000.0).collect();
+        let name = esc(&j.spec.name);
+        for b in BUCKETS {
+            let n = durs.iter().filter(|x| **x <= b).count();
+            let _ = writeln!(out, "ember_batch_duration_seconds_bucket{{job=\"{name}\",le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "ember_batch_duration_seconds_bucket{{job=\"{name}\",le=\"+Inf\"}} {}", durs.len());
+        let _ = writeln!(out, "ember_batch_duration_seconds_sum{{job=\"{name}\"}} {}", durs.iter().sum::<f64>());
+        let _ = writeln!(out, "ember_batch_duration_seconds_count{{job=\"{name}\"}} {}", durs.len());
+    }
+    let alive = crate::executors::list(&s.ballista_http, s.executor_timeout_secs)
+        .await
+        .map(|v| v.iter().filter(|e| e.state == "alive").count())
+        .unwrap_or(0);
+    let _ = writeln!(out, "# HELP ember_executors_alive Executors with a recent heartbeat.\n# TYPE ember_executors_alive gauge\nember_executors_alive {alive}");
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
