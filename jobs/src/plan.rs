@@ -79,7 +79,9 @@ impl JobPlanner {
             bootstrap_servers: spec.source.bootstrap_servers.clone(),
             consumer_options: spec.source.kafka_options.clone(),
             decoder,
-            fetch_timeout: Duration::from_secs(30),
+            // A broker that gives nothing for this long fails the batch, which
+            // the job retries with the same ranges (and shows as retrying).
+            fetch_timeout: Duration::from_secs(10),
         });
         let config = SessionConfig::new()
             .with_target_partitions(1)

@@ -103,8 +103,10 @@ fn default_rf() -> u32 {
 fn default_concurrency() -> u32 {
     256
 }
+/// Per-write retries cover blips only; an outage fails the batch, which the
+/// job then retries with the same ranges (visible as `retrying`).
 fn default_retries() -> u32 {
-    8
+    3
 }
 fn default_dead_letter_table() -> String {
     "dead_letters".into()

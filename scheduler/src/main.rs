@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ballista_scheduler=warn,ballista_core=warn".into()),
+                .unwrap_or_else(|_| "info,ballista_scheduler=warn,ballista_core=warn,scylla::cluster::metadata=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -311,7 +311,7 @@ impl Manager {
                 break job_state::STOPPED;
             }
             let started = Instant::now();
-            let step = self.step(&job, &mut meta, &mut planner, consumer.as_ref(), &mut target).await;
+            let step = self.step(&job, &mut meta, &mut planner, consumer.as_ref(), &mut target, failures + 1).await;
             match step {
                 Ok(Step::Ran) => {
                     failures = 0;
@@ -371,6 +371,7 @@ impl Manager {
         planner: &mut Option<JobPlanner>,
         consumer: Option<&BaseConsumer>,
         target: &mut Option<PartitionOffsets>,
+        attempt: u32,
     ) -> Result<Step> {
         let consumer = consumer.ok_or_else(|| anyhow!("cannot create a Kafka client"))?;
         let spec = &job.spec;
@@ -428,7 +429,8 @@ impl Manager {
             *planner = Some(validate(spec).await.map_err(|e| anyhow!(e))?);
         }
         let planner = planner.as_ref().ok_or_else(|| anyhow!("no planner"))?;
-        let info = self.run_batch(job, planner, &entry).await?;
+        let mut info = self.run_batch(job, planner, &entry).await?;
+        info.attempts = attempt;
         job.checkpoint.write_commit(&info).context("writing the commit log")?;
         let mut s = job.status.lock();
         for r in &entry.ranges {

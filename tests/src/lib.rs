@@ -324,8 +324,12 @@ pub fn user(rng: &mut impl Rng, i: u64) -> Value {
 }
 
 pub fn producer() -> Result<FutureProducer> {
+    producer_for(&kafka())
+}
+
+pub fn producer_for(brokers: &str) -> Result<FutureProducer> {
     Ok(ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "60000")
@@ -334,7 +338,11 @@ pub fn producer() -> Result<FutureProducer> {
 
 /// Produces raw (key, value) messages and waits for every delivery.
 pub async fn produce_raw(topic: &str, msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<()> {
-    let p = Arc::new(producer()?);
+    produce_raw_to(&kafka(), topic, msgs).await
+}
+
+pub async fn produce_raw_to(brokers: &str, topic: &str, msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<()> {
+    let p = Arc::new(producer_for(brokers)?);
     let mut futs = futures::stream::FuturesUnordered::new();
     for (k, v) in msgs {
         let p = p.clone();
@@ -362,18 +370,26 @@ pub async fn produce_raw(topic: &str, msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> 
 
 /// Produces `n` users (keyed by id), returning them by id.
 pub async fn produce_users(topic: &str, n: u64, seed: u64) -> Result<HashMap<String, Value>> {
+    produce_users_to(&kafka(), topic, n, seed).await
+}
+
+pub async fn produce_users_to(brokers: &str, topic: &str, n: u64, seed: u64) -> Result<HashMap<String, Value>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let users: Vec<Value> = (0..n).map(|i| user(&mut rng, seed * 1_000_000 + i)).collect();
     let msgs = users
         .iter()
         .map(|u| (Some(u["id"].as_str().unwrap_or_default().as_bytes().to_vec()), u.to_string().into_bytes()))
         .collect();
-    produce_raw(topic, msgs).await?;
+    produce_raw_to(brokers, topic, msgs).await?;
     Ok(users.into_iter().map(|u| (u["id"].as_str().unwrap_or_default().to_string(), u)).collect())
 }
 
 pub async fn cql_session() -> Result<Session> {
-    Ok(SessionBuilder::new().known_node(cql()).build().await?)
+    cql_session_at(&cql()).await
+}
+
+pub async fn cql_session_at(addr: &str) -> Result<Session> {
+    Ok(SessionBuilder::new().known_node(addr).build().await?)
 }
 
 pub async fn count(s: &Session, table: &str) -> Result<i64> {
@@ -406,4 +422,123 @@ pub fn expected_text(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
+}
+
+/// Reads the committed batches of a job from its checkpoint, oldest first.
+pub fn commits(cluster: &Cluster, job: &str) -> Result<Vec<ember_api::BatchInfo>> {
+    let dir = cluster.home.join("scheduler/jobs").join(job).join("commits");
+    let mut ids: Vec<u64> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.iter()
+        .map(|id| Ok(serde_json::from_slice(&std::fs::read(dir.join(id.to_string()))?)?))
+        .collect()
+}
+
+/// How many offsets/ and commits/ entries a job's checkpoint has.
+pub fn checkpoint_counts(cluster: &Cluster, job: &str) -> (usize, usize) {
+    let n = |sub: &str| {
+        std::fs::read_dir(cluster.home.join("scheduler/jobs").join(job).join(sub))
+            .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp")).count())
+            .unwrap_or(0)
+    };
+    (n("offsets"), n("commits"))
+}
+
+/// Asserts that a job's committed ranges cover each partition contiguously
+/// from `start` with no overlap, and returns the end offset per partition.
+pub fn assert_contiguous(batches: &[ember_api::BatchInfo]) -> HashMap<(String, i32), i64> {
+    let mut end: HashMap<(String, i32), i64> = HashMap::new();
+    for b in batches {
+        for r in &b.ranges {
+            let e = end.entry((r.topic.clone(), r.partition)).or_insert(r.from_offset);
+            assert_eq!(*e, r.from_offset, "batch {}: {}/{} starts at {} but the last range ended at {e}", b.batch_id, r.topic, r.partition, r.from_offset);
+            assert!(r.until_offset > r.from_offset);
+            *e = r.until_offset;
+        }
+    }
+    end
+}
+
+/// A private tansu broker and ember-cql store on free ports, for tests that
+/// stop them (so other tests' servers are untouched).
+pub struct PrivateServers {
+    pub kafka_port: u16,
+    pub cql_port: u16,
+    pub dir: PathBuf,
+    pub tansu: Option<Proc>,
+    pub cql: Option<Proc>,
+}
+
+impl PrivateServers {
+    pub async fn start() -> Result<Self> {
+        let dir = std::env::temp_dir().join(unique("ember-private"));
+        std::fs::create_dir_all(dir.join("tansu"))?;
+        let mut s = PrivateServers { kafka_port: free_port(), cql_port: free_port(), dir, tansu: None, cql: None };
+        s.start_tansu().await?;
+        s.start_cql().await?;
+        Ok(s)
+    }
+    pub fn kafka(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+    pub fn cql(&self) -> String {
+        format!("127.0.0.1:{}", self.cql_port)
+    }
+    pub async fn start_tansu(&mut self) -> Result<()> {
+        let tansu = env("EMBER_TANSU", &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")));
+        let url = format!("tcp://127.0.0.1:{}", self.kafka_port);
+        let log = self.dir.join("tansu.log");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(tansu)
+            .current_dir(self.dir.join("tansu"))
+            .args(["broker", "--storage-engine", "sqlite://tansu.db", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::from(f.try_clone()?))
+            .stderr(Stdio::from(f))
+            .spawn()?;
+        self.tansu = Some(Proc { name: "tansu".into(), child: Some(child), log });
+        wait_port(self.kafka_port).await
+    }
+    pub async fn start_cql(&mut self) -> Result<()> {
+        let log = self.dir.join("cql.log");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(bin_dir().join("ember-cql"))
+            .args(["--listen", &self.cql(), "--data-dir", &self.dir.join("cql").display().to_string()])
+            .stdout(Stdio::from(f.try_clone()?))
+            .stderr(Stdio::from(f))
+            .spawn()?;
+        self.cql = Some(Proc { name: "cql".into(), child: Some(child), log });
+        wait_port(self.cql_port).await
+    }
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
+        let tansu = env("EMBER_TANSU", &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")));
+        let out = Command::new(&tansu)
+            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://{}", self.kafka())])
+            .output()?;
+        if !out.status.success() {
+            bail!("creating topic {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateServers {
+    fn drop(&mut self) {
+        self.tansu.take();
+        self.cql.take();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+async fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing listens on 127.0.0.1:{port}")
 }
