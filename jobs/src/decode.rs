@@ -72,20 +72,21 @@ impl ValueDecoder {
             Some(b) => b,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| format!("value is not valid UTF-8: {e}"))?;
-        let parsed: Value = serde_json::from_str(text).map_err(|e| format!("value is not JSON: {e}"))?;
+        // Like Spark's parser, read the first JSON value and ignore the rest.
+        let parsed: Value = serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .next()
+            .unwrap_or_else(|| Err(serde::de::Error::custom("no JSON value")))
+            .map_err(|e| format!("value is not JSON: {e}"))?;
         let Value::Object(mut obj) = parsed else {
             return Err(format!("value is not a JSON object but {}", json_kind(&parsed)));
         };
         if let Some((key, ty)) = &self.key {
             check_key(obj.get(key.as_str()), key, *ty)?;
         }
-        // Spark keeps any JSON value declared STRING as its JSON text.
         for f in self.fields.iter() {
-            if f.data_type() == &DataType::Utf8
-                && let Some(v) = obj.get_mut(f.name().as_str())
-                && !matches!(v, Value::String(_) | Value::Null)
-            {
-                *v = Value::String(v.to_string());
+            if let Some(v) = obj.get_mut(f.name().as_str()) {
+                normalize(f.data_type(), v);
             }
         }
         Ok(obj)
@@ -130,6 +131,30 @@ impl ValueDecoder {
             self.decode(&good).ok().map(|a| Arc::new(a) as ArrayRef)
         };
         (arr, bad)
+    }
+}
+
+/// Spark's field-level rules: a STRING field keeps any JSON value as its JSON
+/// text; a value that does not fit a numeric or boolean field becomes null
+/// (the rest of the record is kept).
+fn normalize(dt: &DataType, v: &mut Value) {
+    let fits = match dt {
+        DataType::Utf8 => {
+            if !matches!(v, Value::String(_) | Value::Null) {
+                *v = Value::String(v.to_string());
+            }
+            true
+        }
+        DataType::Int8 => v.as_i64().is_some_and(|n| i8::try_from(n).is_ok()),
+        DataType::Int16 => v.as_i64().is_some_and(|n| i16::try_from(n).is_ok()),
+        DataType::Int32 => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+        DataType::Int64 => v.as_i64().is_some(),
+        DataType::Float32 | DataType::Float64 => v.is_number(),
+        DataType::Boolean => v.is_boolean(),
+        _ => true,
+    };
+    if !fits && !v.is_null() {
+        *v = Value::Null;
     }
 }
 
@@ -222,10 +247,14 @@ mod tests {
     fn type_mismatch_is_found_per_record() {
         let d = dec();
         let good = d.check(Some(format!(r#"{{"id":"{ID}","age":3}}"#).as_bytes())).unwrap();
-        let bad = d.check(Some(format!(r#"{{"id":"{ID}","age":"old"}}"#).as_bytes())).unwrap();
-        let (arr, errs) = d.decode_each(vec![good.clone(), bad, good]);
-        assert_eq!(arr.unwrap().len(), 2);
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].0, 1);
+        // A field of the wrong type is null, as in Spark; the record is kept.
+        let odd = d.check(Some(format!(r#"{{"id":"{ID}","age":"old"}}"#).as_bytes())).unwrap();
+        let (arr, errs) = d.decode_each(vec![good.clone(), odd, good]);
+        let arr = arr.unwrap();
+        assert_eq!(arr.len(), 3);
+        assert!(errs.is_empty());
+        let arr = arr.as_struct();
+        assert!(arr.column(3).is_null(1));
+        assert_eq!(arr.column(3).as_primitive::<Int32Type>().value(0), 3);
     }
 }

@@ -90,16 +90,16 @@ impl ScalarUDFImpl for FromJson {
         let input = string_arg(&args.args[0], rows)?;
         let input = input.as_string::<i32>();
         let dec = ValueDecoder::new(fields.clone(), None);
-        // Decode the well-formed rows together, then place them, nulls elsewhere.
+        // Spark (PERMISSIVE): a malformed record gives a struct of nulls; only
+        // a null or empty input gives a null struct.
         let mut objs = Vec::with_capacity(rows);
         let mut at = Vec::with_capacity(rows);
         for i in 0..rows {
-            if input.is_valid(i)
-                && let Ok(o) = dec.check(Some(input.value(i).as_bytes()))
-            {
-                objs.push(o);
-                at.push(i);
+            if input.is_null(i) || input.value(i).is_empty() {
+                continue;
             }
+            objs.push(dec.check(Some(input.value(i).as_bytes())).unwrap_or_default());
+            at.push(i);
         }
         let (decoded, bad) = dec.decode_each(objs);
         let bad: std::collections::HashSet<usize> = bad.into_iter().map(|b| b.0).collect();
