@@ -11,10 +11,19 @@ use ember_proto::{JobRef, ListRequest, SubmitJobRequest};
 use tonic::transport::Channel;
 
 #[derive(Debug, Parser)]
-#[command(name = "ember", version, about = "Submit and watch Ember streaming jobs")]
+#[command(
+    name = "ember",
+    version,
+    about = "Submit and watch Ember streaming jobs"
+)]
 struct Cli {
     /// The scheduler's Ember gRPC endpoint.
-    #[arg(long, global = true, env = "EMBER_SCHEDULER", default_value = "http://127.0.0.1:50060")]
+    #[arg(
+        long,
+        global = true,
+        env = "EMBER_SCHEDULER",
+        default_value = "http://127.0.0.1:50060"
+    )]
     scheduler: String,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
@@ -56,7 +65,8 @@ async fn main() -> ExitCode {
 }
 
 async fn connect(url: &str) -> Result<EmberServiceClient<Channel>, String> {
-    let endpoint = Channel::from_shared(url.to_string()).map_err(|e| format!("--scheduler {url:?} is not a URL: {e}"))?;
+    let endpoint = Channel::from_shared(url.to_string())
+        .map_err(|e| format!("--scheduler {url:?} is not a URL: {e}"))?;
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
@@ -70,7 +80,10 @@ fn status(e: tonic::Status) -> String {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
-    println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 
@@ -78,36 +91,60 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut c = connect(&cli.scheduler).await?;
     match cli.command {
         Command::Submit { spec, reset } => {
-            let text = std::fs::read_to_string(&spec).map_err(|e| format!("cannot read {}: {e}", spec.display()))?;
-            let r = c.submit_job(SubmitJobRequest { spec_toml: text, reset }).await.map_err(status)?.into_inner();
+            let text = std::fs::read_to_string(&spec)
+                .map_err(|e| format!("cannot read {}: {e}", spec.display()))?;
+            let r = c
+                .submit_job(SubmitJobRequest {
+                    spec_toml: text,
+                    reset,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 return print_json(&r);
             }
             println!("job {} {}", r.name, r.action);
         }
         Command::Jobs => {
-            let r = c.list_jobs(ListRequest {}).await.map_err(status)?.into_inner();
+            let r = c
+                .list_jobs(ListRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 return print_json(&r);
             }
             print!("{}", jobs_table(&r.jobs));
         }
         Command::Job { name } => {
-            let r = c.get_job(JobRef { name }).await.map_err(status)?.into_inner();
+            let r = c
+                .get_job(JobRef { name })
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 return print_json(&r);
             }
             print!("{}", job_text(&r));
         }
         Command::Stop { name } => {
-            let r = c.stop_job(JobRef { name }).await.map_err(status)?.into_inner();
+            let r = c
+                .stop_job(JobRef { name })
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 return print_json(&r);
             }
             println!("job {} {}", r.name, r.state);
         }
         Command::Executors => {
-            let r = c.list_executors(ListRequest {}).await.map_err(status)?.into_inner();
+            let r = c
+                .list_executors(ListRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 return print_json(&r);
             }
@@ -127,7 +164,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
         let _ = writeln!(out, "{}", s.join("  ").trim_end());
     };
     line(header.to_vec(), &mut out);
@@ -142,7 +183,9 @@ fn jobs_table(jobs: &[JobSummary]) -> String {
         return "no jobs\n".into();
     }
     table(
-        &["NAME", "STATE", "TOPIC", "SINK", "ROWS IN", "ROWS OUT", "DEAD", "LAG", "BATCHES"],
+        &[
+            "NAME", "STATE", "TOPIC", "SINK", "ROWS IN", "ROWS OUT", "DEAD", "LAG", "BATCHES",
+        ],
         jobs.iter()
             .map(|j| {
                 vec![
@@ -165,7 +208,17 @@ fn job_text(d: &JobDetail) -> String {
     let s = d.summary.clone().unwrap_or_default();
     let mut out = format!(
         "job {}  state {}  trigger {}\n{} → {}\nrows in {}  out {}  dead {}  lag {}  batches {}  ({:.0} rows/s out)\n",
-        s.name, s.state, s.trigger, s.topic, s.sink, s.rows_in, s.rows_out, s.rows_dead, s.total_lag, s.batches, s.rows_out_per_sec
+        s.name,
+        s.state,
+        s.trigger,
+        s.topic,
+        s.sink,
+        s.rows_in,
+        s.rows_out,
+        s.rows_dead,
+        s.total_lag,
+        s.batches,
+        s.rows_out_per_sec
     );
     if !s.error.is_empty() {
         let _ = writeln!(out, "last error: {}", s.error);
@@ -175,7 +228,15 @@ fn job_text(d: &JobDetail) -> String {
         &["TOPIC", "PARTITION", "LATEST", "COMMITTED", "LAG"],
         d.partitions
             .iter()
-            .map(|p| vec![p.topic.clone(), p.partition.to_string(), p.latest_offset.to_string(), p.committed_offset.to_string(), p.lag.to_string()])
+            .map(|p| {
+                vec![
+                    p.topic.clone(),
+                    p.partition.to_string(),
+                    p.latest_offset.to_string(),
+                    p.committed_offset.to_string(),
+                    p.lag.to_string(),
+                ]
+            })
             .collect(),
     ));
     out.push_str("\nRECENT BATCHES\n");
@@ -189,7 +250,14 @@ fn job_text(d: &JobDetail) -> String {
             &["TOPIC", "PARTITION", "OFFSET", "REASON"],
             d.dead_letters
                 .iter()
-                .map(|x| vec![x.topic.clone(), x.partition.to_string(), x.offset.to_string(), x.reason.clone()])
+                .map(|x| {
+                    vec![
+                        x.topic.clone(),
+                        x.partition.to_string(),
+                        x.offset.to_string(),
+                        x.reason.clone(),
+                    ]
+                })
                 .collect(),
         ));
     }
@@ -197,7 +265,11 @@ fn job_text(d: &JobDetail) -> String {
 }
 
 fn batch_row(b: &BatchInfo) -> Vec<String> {
-    let ranges: Vec<String> = b.ranges.iter().map(|r| format!("{}[{},{})", r.partition, r.from_offset, r.until_offset)).collect();
+    let ranges: Vec<String> = b
+        .ranges
+        .iter()
+        .map(|r| format!("{}[{},{})", r.partition, r.from_offset, r.until_offset))
+        .collect();
     vec![
         b.batch_id.to_string(),
         ranges.join(" "),

@@ -10,7 +10,11 @@ use clap::Parser;
 use ember_jobs::{EmberLogicalCodec, EmberPhysicalCodec};
 
 #[derive(Debug, Parser)]
-#[command(name = "ember-executor", version, about = "Ember executor: runs micro-batch tasks for the scheduler")]
+#[command(
+    name = "ember-executor",
+    version,
+    about = "Ember executor: runs micro-batch tasks for the scheduler"
+)]
 struct Args {
     /// Scheduler host.
     #[arg(long, env = "EMBER_SCHEDULER_HOST", default_value = "127.0.0.1")]
@@ -48,8 +52,10 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ballista_executor=warn,ballista_core=warn,scylla::cluster::metadata=off".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,ballista_executor=warn,ballista_core=warn,scylla::cluster::metadata=off"
+                    .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -85,7 +91,9 @@ fn main() -> anyhow::Result<()> {
         config.scheduler_host,
         config.scheduler_port
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(start_executor_process(Arc::new(config)))?;
     Ok(())
 }

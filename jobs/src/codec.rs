@@ -18,7 +18,9 @@ use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use ember_proto::{CassandraSinkNode, EmberPlanNode, KafkaScanNode, SinkColumn, ValueField, ember_plan_node::Node};
+use ember_proto::{
+    CassandraSinkNode, EmberPlanNode, KafkaScanNode, SinkColumn, ValueField, ember_plan_node::Node,
+};
 use prost::Message;
 
 use crate::cassandra::{CassandraSinkExec, SinkConfig, SinkConnection};
@@ -29,15 +31,9 @@ use crate::schema::{spark_type, spark_type_name};
 
 const MARKER: &[u8] = b"EMBR1";
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct EmberPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
-}
-
-impl Default for EmberPhysicalCodec {
-    fn default() -> Self {
-        Self { inner: BallistaPhysicalExtensionCodec::default() }
-    }
 }
 
 fn err(msg: impl Into<String>) -> DataFusionError {
@@ -51,10 +47,15 @@ fn encode_scan(s: &KafkaScanExec) -> KafkaScanNode {
         Some(d) => (
             d.fields()
                 .iter()
-                .map(|f| ValueField { name: f.name().clone(), data_type: spark_type_name(f.data_type()).into() })
+                .map(|f| ValueField {
+                    name: f.name().clone(),
+                    data_type: spark_type_name(f.data_type()).into(),
+                })
                 .collect(),
             d.key().map(|k| k.0.clone()).unwrap_or_default(),
-            d.key().map(|k| k.1.cql_name().to_string()).unwrap_or_default(),
+            d.key()
+                .map(|k| k.1.cql_name().to_string())
+                .unwrap_or_default(),
         ),
     };
     KafkaScanNode {
@@ -65,7 +66,10 @@ fn encode_scan(s: &KafkaScanExec) -> KafkaScanNode {
         key_field,
         key_type,
         fetch_timeout_ms: c.fetch_timeout.as_millis() as u64,
-        projection: s.projection().map(|p| p.iter().map(|i| *i as u32).collect()).unwrap_or_default(),
+        projection: s
+            .projection()
+            .map(|p| p.iter().map(|i| *i as u32).collect())
+            .unwrap_or_default(),
         has_projection: s.projection().is_some(),
     }
 }
@@ -84,7 +88,8 @@ fn decode_scan(n: KafkaScanNode, input: Arc<dyn ExecutionPlan>) -> Result<KafkaS
             })
             .collect::<Result<Vec<_>>>()?
             .into();
-        let key = (!n.key_field.is_empty()).then(|| (n.key_field.clone(), KeyType::from_cql(&n.key_type)));
+        let key = (!n.key_field.is_empty())
+            .then(|| (n.key_field.clone(), KeyType::from_cql(&n.key_type)));
         Some(ValueDecoder::new(fields, key))
     };
     let config = KafkaScanConfig {
@@ -94,7 +99,9 @@ fn decode_scan(n: KafkaScanNode, input: Arc<dyn ExecutionPlan>) -> Result<KafkaS
         decoder,
         fetch_timeout: Duration::from_millis(n.fetch_timeout_ms),
     };
-    let projection = n.has_projection.then(|| n.projection.iter().map(|i| *i as usize).collect());
+    let projection = n
+        .has_projection
+        .then(|| n.projection.iter().map(|i| *i as usize).collect());
     KafkaScanExec::new(input, Arc::new(config), projection)
 }
 
@@ -106,7 +113,14 @@ fn encode_sink(s: &CassandraSinkExec) -> CassandraSinkNode {
         contact_points: c.connection.contact_points.clone(),
         keyspace: c.keyspace.clone(),
         table: c.table.clone(),
-        columns: c.columns.iter().map(|(n, t)| SinkColumn { name: n.clone(), cql_type: t.clone() }).collect(),
+        columns: c
+            .columns
+            .iter()
+            .map(|(n, t)| SinkColumn {
+                name: n.clone(),
+                cql_type: t.clone(),
+            })
+            .collect(),
         dead_letter_table: c.dead_letter_table.clone(),
         concurrency: c.concurrency as u32,
         max_retries: c.max_retries,
@@ -126,7 +140,11 @@ fn decode_sink(n: CassandraSinkNode, input: Arc<dyn ExecutionPlan>) -> Cassandra
         },
         keyspace: n.keyspace,
         table: n.table,
-        columns: n.columns.into_iter().map(|c| (c.name, c.cql_type)).collect(),
+        columns: n
+            .columns
+            .into_iter()
+            .map(|c| (c.name, c.cql_type))
+            .collect(),
         dead_letter_table: n.dead_letter_table,
         concurrency: n.concurrency as usize,
         max_retries: n.max_retries,
@@ -145,8 +163,12 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         let Some(body) = buf.strip_prefix(MARKER) else {
             return self.inner.try_decode(buf, inputs, ctx, proto_converter);
         };
-        let node = EmberPlanNode::decode(body).map_err(|e| err(format!("cannot decode an Ember plan node: {e}")))?;
-        let input = inputs.first().cloned().ok_or_else(|| err("Ember plan node without its input"))?;
+        let node = EmberPlanNode::decode(body)
+            .map_err(|e| err(format!("cannot decode an Ember plan node: {e}")))?;
+        let input = inputs
+            .first()
+            .cloned()
+            .ok_or_else(|| err("Ember plan node without its input"))?;
         match node.node {
             Some(Node::KafkaScan(n)) => Ok(Arc::new(decode_scan(n, input)?)),
             Some(Node::CassandraSink(n)) => Ok(Arc::new(decode_sink(n, input))),
@@ -168,7 +190,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             return self.inner.try_encode(node, buf, proto_converter);
         };
         buf.extend_from_slice(MARKER);
-        EmberPlanNode { node: Some(ours) }.encode(buf).map_err(|e| err(e.to_string()))
+        EmberPlanNode { node: Some(ours) }
+            .encode(buf)
+            .map_err(|e| err(e.to_string()))
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
@@ -188,19 +212,18 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
 
 /// Ember adds no logical nodes or tables of its own to client plans yet; it
 /// contributes its functions and delegates the rest to Ballista.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct EmberLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
 }
 
-impl Default for EmberLogicalCodec {
-    fn default() -> Self {
-        Self { inner: BallistaLogicalExtensionCodec::default() }
-    }
-}
-
 impl LogicalExtensionCodec for EmberLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
         self.inner.try_decode(buf, inputs, ctx)
     }
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
@@ -213,7 +236,8 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         schema: arrow::datatypes::SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner.try_decode_table_provider(buf, table_ref, schema, ctx)
+        self.inner
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
     }
     fn try_encode_table_provider(
         &self,

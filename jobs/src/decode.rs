@@ -71,7 +71,8 @@ impl ValueDecoder {
             Some([]) => return Err("value is empty".into()),
             Some(b) => b,
         };
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("value is not valid UTF-8: {e}"))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("value is not valid UTF-8: {e}"))?;
         // Like Spark's parser, read the first JSON value and ignore the rest.
         let parsed: Value = serde_json::Deserializer::from_str(text)
             .into_iter::<Value>()
@@ -79,7 +80,10 @@ impl ValueDecoder {
             .unwrap_or_else(|| Err(serde::de::Error::custom("no JSON value")))
             .map_err(|e| format!("value is not JSON: {e}"))?;
         let Value::Object(mut obj) = parsed else {
-            return Err(format!("value is not a JSON object but {}", json_kind(&parsed)));
+            return Err(format!(
+                "value is not a JSON object but {}",
+                json_kind(&parsed)
+            ));
         };
         if let Some((key, ty)) = &self.key {
             check_key(obj.get(key.as_str()), key, *ty)?;
@@ -101,8 +105,12 @@ impl ValueDecoder {
             .with_batch_size(objs.len().max(1))
             .build_decoder()
             .map_err(|e| e.to_string())?;
-        decoder.serialize(objs).map_err(|e| clean_arrow_error(&e.to_string()))?;
-        let batch = decoder.flush().map_err(|e| clean_arrow_error(&e.to_string()))?;
+        decoder
+            .serialize(objs)
+            .map_err(|e| clean_arrow_error(&e.to_string()))?;
+        let batch = decoder
+            .flush()
+            .map_err(|e| clean_arrow_error(&e.to_string()))?;
         Ok(match batch {
             Some(b) => StructArray::from(b),
             None => StructArray::new_empty_fields(0, None),
@@ -110,7 +118,10 @@ impl ValueDecoder {
     }
 
     /// Decodes `objs`, reporting each record that cannot be decoded by index.
-    pub fn decode_each(&self, objs: Vec<Map<String, Value>>) -> (Option<ArrayRef>, Vec<(usize, String)>) {
+    pub fn decode_each(
+        &self,
+        objs: Vec<Map<String, Value>>,
+    ) -> (Option<ArrayRef>, Vec<(usize, String)>) {
         if objs.is_empty() {
             return (None, Vec::new());
         }
@@ -180,7 +191,9 @@ fn check_key(v: Option<&Value>, key: &str, ty: KeyType) -> Result<(), String> {
     };
     let ok = match ty {
         KeyType::Uuid => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
-        KeyType::BigInt => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
+        KeyType::BigInt => {
+            v.as_i64().is_some() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok())
+        }
         KeyType::Int => {
             v.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
                 || v.as_str().is_some_and(|s| s.parse::<i32>().is_ok())
@@ -199,7 +212,10 @@ fn check_key(v: Option<&Value>, key: &str, ty: KeyType) -> Result<(), String> {
             shown.truncate(end);
             shown.push('…');
         }
-        Err(format!("key field `{key}` is not a {}: {shown}", ty.cql_name()))
+        Err(format!(
+            "key field `{key}` is not a {}: {shown}",
+            ty.cql_name()
+        ))
     }
 }
 
@@ -221,8 +237,16 @@ mod tests {
     #[test]
     fn spark_semantics_for_good_records() {
         let d = dec();
-        let a = d.check(Some(format!(r#"{{"id":"{ID}","post_code":12345,"age":7,"extra":true}}"#).as_bytes())).unwrap();
-        let b = d.check(Some(format!(r#"{{"id":"{ID}","name":{{"x":1}}}}"#).as_bytes())).unwrap();
+        let a = d
+            .check(Some(
+                format!(r#"{{"id":"{ID}","post_code":12345,"age":7,"extra":true}}"#).as_bytes(),
+            ))
+            .unwrap();
+        let b = d
+            .check(Some(
+                format!(r#"{{"id":"{ID}","name":{{"x":1}}}}"#).as_bytes(),
+            ))
+            .unwrap();
         let arr = d.decode(&[a, b]).unwrap();
         let pc = arr.column(2).as_string::<i32>();
         assert_eq!(pc.value(0), "12345"); // a number in a STRING field becomes its text
@@ -237,18 +261,34 @@ mod tests {
         assert!(d.check(Some(b"")).unwrap_err().contains("empty"));
         assert!(d.check(Some(b"\xff\xfe")).unwrap_err().contains("UTF-8"));
         assert!(d.check(Some(b"not json")).unwrap_err().contains("not JSON"));
-        assert!(d.check(Some(b"[1,2]")).unwrap_err().contains("not a JSON object"));
-        assert!(d.check(Some(br#"{"name":"x"}"#)).unwrap_err().contains("missing"));
-        assert!(d.check(Some(br#"{"id":"nope"}"#)).unwrap_err().contains("not a uuid"));
+        assert!(
+            d.check(Some(b"[1,2]"))
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(
+            d.check(Some(br#"{"name":"x"}"#))
+                .unwrap_err()
+                .contains("missing")
+        );
+        assert!(
+            d.check(Some(br#"{"id":"nope"}"#))
+                .unwrap_err()
+                .contains("not a uuid")
+        );
         assert!(d.check(None).is_err());
     }
 
     #[test]
     fn type_mismatch_is_found_per_record() {
         let d = dec();
-        let good = d.check(Some(format!(r#"{{"id":"{ID}","age":3}}"#).as_bytes())).unwrap();
+        let good = d
+            .check(Some(format!(r#"{{"id":"{ID}","age":3}}"#).as_bytes()))
+            .unwrap();
         // A field of the wrong type is null, as in Spark; the record is kept.
-        let odd = d.check(Some(format!(r#"{{"id":"{ID}","age":"old"}}"#).as_bytes())).unwrap();
+        let odd = d
+            .check(Some(format!(r#"{{"id":"{ID}","age":"old"}}"#).as_bytes()))
+            .unwrap();
         let (arr, errs) = d.decode_each(vec![good.clone(), odd, good]);
         let arr = arr.unwrap();
         assert_eq!(arr.len(), 3);

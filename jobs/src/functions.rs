@@ -10,7 +10,8 @@ use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
@@ -20,7 +21,10 @@ use crate::schema::parse_ddl_schema;
 
 /// Every Ember function, for registration on each side of a cluster.
 pub fn all() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::from(FromJson::new())), Arc::new(ScalarUDF::from(GetJsonObject::new()))]
+    vec![
+        Arc::new(ScalarUDF::from(FromJson::new())),
+        Arc::new(ScalarUDF::from(GetJsonObject::new())),
+    ]
 }
 
 pub fn register(ctx: &SessionContext) {
@@ -50,7 +54,9 @@ pub struct FromJson {
 
 impl FromJson {
     pub fn new() -> Self {
-        Self { signature: Signature::any(2, Volatility::Immutable) }
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -62,8 +68,14 @@ impl Default for FromJson {
 
 fn schema_literal(v: Option<&ScalarValue>) -> Result<String> {
     match v {
-        Some(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))) => Ok(s.clone()),
-        _ => plan_err!("from_json: the second argument must be a schema string literal, e.g. 'id STRING, age INT'"),
+        Some(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => Ok(s.clone()),
+        _ => plan_err!(
+            "from_json: the second argument must be a schema string literal, e.g. 'id STRING, age INT'"
+        ),
     }
 }
 
@@ -79,8 +91,13 @@ impl ScalarUDFImpl for FromJson {
     }
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let ddl = schema_literal(args.scalar_arguments.get(1).copied().flatten())?;
-        let fields = parse_ddl_schema(&ddl).map_err(|e| datafusion::error::DataFusionError::Plan(format!("from_json: {e}")))?;
-        Ok(Arc::new(Field::new(self.name(), DataType::Struct(fields), true)))
+        let fields = parse_ddl_schema(&ddl)
+            .map_err(|e| datafusion::error::DataFusionError::Plan(format!("from_json: {e}")))?;
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::Struct(fields),
+            true,
+        )))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let DataType::Struct(fields) = args.return_field.data_type().clone() else {
@@ -98,12 +115,20 @@ impl ScalarUDFImpl for FromJson {
             if input.is_null(i) || input.value(i).is_empty() {
                 continue;
             }
-            objs.push(dec.check(Some(input.value(i).as_bytes())).unwrap_or_default());
+            objs.push(
+                dec.check(Some(input.value(i).as_bytes()))
+                    .unwrap_or_default(),
+            );
             at.push(i);
         }
         let (decoded, bad) = dec.decode_each(objs);
         let bad: std::collections::HashSet<usize> = bad.into_iter().map(|b| b.0).collect();
-        let good_rows: Vec<usize> = at.iter().enumerate().filter(|(k, _)| !bad.contains(k)).map(|(_, i)| *i).collect();
+        let good_rows: Vec<usize> = at
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !bad.contains(k))
+            .map(|(_, i)| *i)
+            .collect();
         let mut indices: Vec<Option<u32>> = vec![None; rows];
         for (k, &row) in good_rows.iter().enumerate() {
             indices[row] = Some(k as u32);
@@ -123,7 +148,9 @@ pub struct GetJsonObject {
 
 impl GetJsonObject {
     pub fn new() -> Self {
-        Self { signature: Signature::any(2, Volatility::Immutable) }
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -185,7 +212,11 @@ fn parse_path(p: &str) -> Option<Vec<PathStep>> {
             if name.is_empty() {
                 return None;
             }
-            steps.push(if name == "*" { PathStep::Wildcard } else { PathStep::Key(name.to_string()) });
+            steps.push(if name == "*" {
+                PathStep::Wildcard
+            } else {
+                PathStep::Key(name.to_string())
+            });
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix("['") {
             let end = r.find("']")?;
@@ -194,7 +225,11 @@ fn parse_path(p: &str) -> Option<Vec<PathStep>> {
         } else if let Some(r) = rest.strip_prefix('[') {
             let end = r.find(']')?;
             let inner = r[..end].trim();
-            steps.push(if inner == "*" { PathStep::Wildcard } else { PathStep::Index(inner.parse().ok()?) });
+            steps.push(if inner == "*" {
+                PathStep::Wildcard
+            } else {
+                PathStep::Index(inner.parse().ok()?)
+            });
             rest = &r[end + 1..];
         } else {
             return None;

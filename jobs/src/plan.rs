@@ -37,10 +37,17 @@ pub struct SinkTable {
 
 impl SinkTable {
     fn cql_type(&self, name: &str) -> Option<&str> {
-        self.columns.iter().find(|c| c.0 == name).map(|c| c.1.as_str())
+        self.columns
+            .iter()
+            .find(|c| c.0 == name)
+            .map(|c| c.1.as_str())
     }
     fn key_columns(&self) -> Vec<&str> {
-        self.columns.iter().filter(|c| c.2 == "partition_key" || c.2 == "clustering").map(|c| c.0.as_str()).collect()
+        self.columns
+            .iter()
+            .filter(|c| c.2 == "partition_key" || c.2 == "clustering")
+            .map(|c| c.0.as_str())
+            .collect()
     }
 }
 
@@ -53,7 +60,9 @@ pub struct JobPlanner {
 
 impl std::fmt::Debug for JobPlanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobPlanner").field("job", &self.spec.name).finish()
+        f.debug_struct("JobPlanner")
+            .field("job", &self.spec.name)
+            .finish()
     }
 }
 
@@ -62,7 +71,10 @@ impl JobPlanner {
     /// fault, and prepares for planning batches.
     pub async fn new(spec: JobSpec, sink: SinkTable) -> Result<Self, String> {
         if sink.columns.is_empty() {
-            return Err(format!("sink table {}.{} does not exist", spec.sink.keyspace, spec.sink.table));
+            return Err(format!(
+                "sink table {}.{} does not exist",
+                spec.sink.keyspace, spec.sink.table
+            ));
         }
         let key_type = spec
             .source
@@ -89,10 +101,18 @@ impl JobPlanner {
             .with_coalesce_batches(false);
         let ctx = SessionContext::new_with_config(config);
         functions::register(&ctx);
-        let mut planner = Self { spec, scan_config, sink_columns: Vec::new(), ctx };
+        let mut planner = Self {
+            spec,
+            scan_config,
+            sink_columns: Vec::new(),
+            ctx,
+        };
 
         // Plan once over no ranges to check the SQL and map its columns.
-        let plan = planner.transform_plan(&[]).await.map_err(|e| format!("invalid transform SQL: {}", clean(&e)))?;
+        let plan = planner
+            .transform_plan(&[])
+            .await
+            .map_err(|e| format!("invalid transform SQL: {}", clean(&e)))?;
         let schema = plan.schema();
         let mut cols = Vec::new();
         for f in schema.fields() {
@@ -105,11 +125,17 @@ impl JobPlanner {
                     "the transform's column `{name}` is not a column of {}.{} (its columns: {})",
                     planner.spec.sink.keyspace,
                     planner.spec.sink.table,
-                    sink.columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+                    sink.columns
+                        .iter()
+                        .map(|c| c.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             };
             if !crate::cassandra::convert::supported(ty) {
-                return Err(format!("sink column `{name}` has CQL type {ty}, which Ember's sink does not write yet"));
+                return Err(format!(
+                    "sink column `{name}` has CQL type {ty}, which Ember's sink does not write yet"
+                ));
             }
             cols.push((name.clone(), ty.to_string()));
         }
@@ -130,7 +156,11 @@ impl JobPlanner {
     }
 
     /// The physical plan of one batch.
-    pub async fn batch_plan(&self, batch_id: u64, ranges: &[OffsetRange]) -> Result<Arc<dyn ExecutionPlan>> {
+    pub async fn batch_plan(
+        &self,
+        batch_id: u64,
+        ranges: &[OffsetRange],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let transform = self.transform_plan(ranges).await?;
         let s = &self.spec.sink;
         let config = SinkConfig {
@@ -148,11 +178,17 @@ impl JobPlanner {
             concurrency: s.concurrency as usize,
             max_retries: s.max_retries,
         };
-        Ok(Arc::new(CassandraSinkExec::new(transform, Arc::new(config))))
+        Ok(Arc::new(CassandraSinkExec::new(
+            transform,
+            Arc::new(config),
+        )))
     }
 
     async fn transform_plan(&self, ranges: &[OffsetRange]) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = Arc::new(BatchSource { config: self.scan_config.clone(), ranges: ranges.to_vec() });
+        let table = Arc::new(BatchSource {
+            config: self.scan_config.clone(),
+            ranges: ranges.to_vec(),
+        });
         self.ctx.deregister_table("source")?;
         self.ctx.register_table("source", table)?;
         let logical = self.ctx.sql(&self.spec.sql).await?.into_unoptimized_plan();
@@ -165,7 +201,9 @@ impl JobPlanner {
 }
 
 fn clean(e: &DataFusionError) -> String {
-    e.to_string().trim_start_matches("Error during planning: ").to_string()
+    e.to_string()
+        .trim_start_matches("Error during planning: ")
+        .to_string()
 }
 
 /// Adds the hidden columns to every projection between the scan and the top.
@@ -182,9 +220,10 @@ fn carry_hidden(plan: LogicalPlan) -> Result<LogicalPlan> {
             }
             LogicalPlanBuilder::from(input).project(exprs)?.build()
         }
-        LogicalPlan::Filter(f) => {
-            Ok(LogicalPlan::Filter(Filter::try_new(f.predicate, Arc::new(carry_hidden(Arc::unwrap_or_clone(f.input))?))?))
-        }
+        LogicalPlan::Filter(f) => Ok(LogicalPlan::Filter(Filter::try_new(
+            f.predicate,
+            Arc::new(carry_hidden(Arc::unwrap_or_clone(f.input))?),
+        )?)),
         LogicalPlan::SubqueryAlias(a) => Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
             Arc::new(carry_hidden(Arc::unwrap_or_clone(a.input))?),
             a.alias,
@@ -198,8 +237,14 @@ fn carry_hidden(plan: LogicalPlan) -> Result<LogicalPlan> {
 }
 
 fn check_per_record(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
-    const ALLOWED: &[&str] =
-        &["ProjectionExec", "FilterExec", "CoalesceBatchesExec", "KafkaScanExec", "DataSourceExec", "CooperativeExec"];
+    const ALLOWED: &[&str] = &[
+        "ProjectionExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+        "KafkaScanExec",
+        "DataSourceExec",
+        "CooperativeExec",
+    ];
     if !ALLOWED.contains(&plan.name()) {
         return Err(DataFusionError::Plan(format!(
             "the transform needs `{}`, which a per-record streaming transform cannot have",
@@ -234,6 +279,10 @@ impl TableProvider for BatchSource {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(KafkaScanExec::new(ranges_exec(&self.ranges)?, self.config.clone(), projection.cloned())?))
+        Ok(Arc::new(KafkaScanExec::new(
+            ranges_exec(&self.ranges)?,
+            self.config.clone(),
+            projection.cloned(),
+        )?))
     }
 }

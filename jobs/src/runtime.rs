@@ -11,5 +11,8 @@ pub fn set_executor_id(id: impl Into<String>) {
 
 /// This process's executor id, or "local" outside an executor.
 pub fn executor_id() -> String {
-    EXECUTOR_ID.get().cloned().unwrap_or_else(|| "local".to_string())
+    EXECUTOR_ID
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "local".to_string())
 }

@@ -19,7 +19,9 @@ pub struct SpecError {
 
 impl SpecError {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -87,7 +89,9 @@ struct RawDeadLetters {
 
 impl Default for RawDeadLetters {
     fn default() -> Self {
-        Self { table: default_dead_letter_table() }
+        Self {
+            table: default_dead_letter_table(),
+        }
     }
 }
 
@@ -206,10 +210,13 @@ const UNSUPPORTED_SOURCE_KEYS: &[&str] = &[
 impl JobSpec {
     /// Parses and checks a spec. Errors name the key (and line) at fault.
     pub fn parse(text: &str) -> Result<Self> {
-        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError::new(format!("invalid job spec: {e}")))?;
+        let raw: RawSpec =
+            toml::from_str(text).map_err(|e| SpecError::new(format!("invalid job spec: {e}")))?;
         let name = raw.name.trim().to_string();
         if name.is_empty()
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(SpecError::new(format!(
                 "invalid job spec: `name` must be letters, digits, `_` or `-` (got {:?}){}",
@@ -220,7 +227,10 @@ impl JobSpec {
         let source = parse_source(text, &raw.source)?;
         let trigger = parse_trigger(text, &raw.trigger)?;
         if raw.transform.sql.trim().is_empty() {
-            return Err(SpecError::new(format!("invalid job spec: `transform.sql` is empty{}", line_of(text, "sql"))));
+            return Err(SpecError::new(format!(
+                "invalid job spec: `transform.sql` is empty{}",
+                line_of(text, "sql")
+            )));
         }
         if raw.sink.format != "cassandra" {
             return Err(SpecError::new(format!(
@@ -230,9 +240,15 @@ impl JobSpec {
             )));
         }
         if raw.sink.contact_points.is_empty() {
-            return Err(SpecError::new("invalid job spec: `sink.contact_points` is empty"));
+            return Err(SpecError::new(
+                "invalid job spec: `sink.contact_points` is empty",
+            ));
         }
-        for (key, v) in [("sink.keyspace", &raw.sink.keyspace), ("sink.table", &raw.sink.table), ("dead_letters.table", &raw.dead_letters.table)] {
+        for (key, v) in [
+            ("sink.keyspace", &raw.sink.keyspace),
+            ("sink.table", &raw.sink.table),
+            ("dead_letters.table", &raw.dead_letters.table),
+        ] {
             if !is_cql_identifier(v) {
                 return Err(SpecError::new(format!(
                     "invalid job spec: `{key}` {v:?} is not a CQL identifier (letters, digits, _){}",
@@ -241,7 +257,9 @@ impl JobSpec {
             }
         }
         if raw.sink.concurrency == 0 {
-            return Err(SpecError::new("invalid job spec: `sink.concurrency` must be at least 1"));
+            return Err(SpecError::new(
+                "invalid job spec: `sink.concurrency` must be at least 1",
+            ));
         }
         Ok(JobSpec {
             name,
@@ -286,7 +304,12 @@ fn line_of(text: &str, key: &str) -> String {
     String::new()
 }
 
-fn str_opt<'a>(text: &str, table: &'a toml::Table, key: &str, path: &str) -> Result<Option<&'a str>> {
+fn str_opt<'a>(
+    text: &str,
+    table: &'a toml::Table,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>> {
     match table.get(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s)),
@@ -322,17 +345,31 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
             line_of(text, "format")
         )));
     }
-    let bootstrap_servers = str_opt(text, t, "kafka.bootstrap.servers", "source.\"kafka.bootstrap.servers\"")?
-        .ok_or_else(|| SpecError::new("invalid job spec: `source.\"kafka.bootstrap.servers\"` is required"))?
-        .to_string();
+    let bootstrap_servers = str_opt(
+        text,
+        t,
+        "kafka.bootstrap.servers",
+        "source.\"kafka.bootstrap.servers\"",
+    )?
+    .ok_or_else(|| {
+        SpecError::new("invalid job spec: `source.\"kafka.bootstrap.servers\"` is required")
+    })?
+    .to_string();
     let topics: Vec<String> = str_opt(text, t, "subscribe", "source.subscribe")?
-        .ok_or_else(|| SpecError::new("invalid job spec: `source.subscribe` is required (comma-separated topics)"))?
+        .ok_or_else(|| {
+            SpecError::new(
+                "invalid job spec: `source.subscribe` is required (comma-separated topics)",
+            )
+        })?
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
     if topics.is_empty() {
-        return Err(SpecError::new(format!("invalid job spec: `source.subscribe` names no topic{}", line_of(text, "subscribe"))));
+        return Err(SpecError::new(format!(
+            "invalid job spec: `source.subscribe` names no topic{}",
+            line_of(text, "subscribe")
+        )));
     }
     let starting_offsets = match str_opt(text, t, "startingOffsets", "source.startingOffsets")? {
         None | Some("latest") => StartingOffsets::Latest,
@@ -417,10 +454,15 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
                     "invalid job spec: `source.value.format` {f:?} is not supported (only \"json\")"
                 )));
             }
-            let ddl = str_opt(text, v, "schema", "source.value.schema")?
-                .ok_or_else(|| SpecError::new("invalid job spec: `source.value.schema` is required"))?;
-            let fields = parse_ddl_schema(ddl)
-                .map_err(|e| SpecError::new(format!("invalid job spec: `source.value.{e}`{}", line_of(text, "schema"))))?;
+            let ddl = str_opt(text, v, "schema", "source.value.schema")?.ok_or_else(|| {
+                SpecError::new("invalid job spec: `source.value.schema` is required")
+            })?;
+            let fields = parse_ddl_schema(ddl).map_err(|e| {
+                SpecError::new(format!(
+                    "invalid job spec: `source.value.{e}`{}",
+                    line_of(text, "schema")
+                ))
+            })?;
             let key = str_opt(text, v, "key", "source.value.key")?.map(str::to_string);
             if let Some(k) = &key
                 && !fields.iter().any(|f| f.name() == k)
@@ -453,7 +495,10 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
 }
 
 fn parse_trigger(text: &str, t: &RawTrigger) -> Result<Trigger> {
-    let set = [t.processing_time.is_some(), t.available_now, t.once].iter().filter(|b| **b).count();
+    let set = [t.processing_time.is_some(), t.available_now, t.once]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set > 1 {
         return Err(SpecError::new(
             "invalid job spec: `trigger` sets more than one of processingTime, availableNow, once",
@@ -465,7 +510,10 @@ fn parse_trigger(text: &str, t: &RawTrigger) -> Result<Trigger> {
         Trigger::Once
     } else if let Some(p) = &t.processing_time {
         let d = parse_duration(p).map_err(|e| {
-            SpecError::new(format!("invalid job spec: `trigger.processingTime`: {e}{}", line_of(text, "processingTime")))
+            SpecError::new(format!(
+                "invalid job spec: `trigger.processingTime`: {e}{}",
+                line_of(text, "processingTime")
+            ))
         })?;
         Trigger::ProcessingTime((!d.is_zero()).then_some(d))
     } else {
@@ -476,16 +524,24 @@ fn parse_trigger(text: &str, t: &RawTrigger) -> Result<Trigger> {
 /// Spark-style intervals: "10 seconds", "100 milliseconds", "100ms", "1 minute", "0".
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"10 seconds\" or \"100 ms\""))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like \"10 seconds\" or \"100 ms\""))?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
         "" if n == 0.0 => 0.0,
         "ms" | "millisecond" | "milliseconds" => n,
         "s" | "sec" | "second" | "seconds" => n * 1000.0,
         "m" | "min" | "minute" | "minutes" => n * 60_000.0,
         "h" | "hour" | "hours" => n * 3_600_000.0,
-        u => return Err(format!("unknown unit {u:?} in {s:?} (ms, seconds, minutes, hours)")),
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} in {s:?} (ms, seconds, minutes, hours)"
+            ));
+        }
     };
     Ok(Duration::from_micros((ms * 1000.0) as u64))
 }
@@ -512,7 +568,10 @@ mod tests {
     fn unknown_key_is_named_with_its_line() {
         let bad = GOOD.replace("maxOffsetsPerTrigger", "maxOffsetsPerTriger");
         let e = JobSpec::parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("maxOffsetsPerTriger") && e.contains("line"), "{e}");
+        assert!(
+            e.contains("maxOffsetsPerTriger") && e.contains("line"),
+            "{e}"
+        );
         let bad = GOOD.replace("[transform]", "[transform]\nsqll = 1");
         let e = JobSpec::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("sqll") && e.contains("line"), "{e}");
@@ -520,17 +579,26 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = JobSpec::parse(&GOOD.replace("\"earliest\"", "\"yesterday\"")).unwrap_err().to_string();
+        let e = JobSpec::parse(&GOOD.replace("\"earliest\"", "\"yesterday\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("startingOffsets"), "{e}");
-        let e = JobSpec::parse(&GOOD.replace("key = \"id\"", "key = \"uid\"")).unwrap_err().to_string();
+        let e = JobSpec::parse(&GOOD.replace("key = \"id\"", "key = \"uid\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("uid"), "{e}");
-        let e = JobSpec::parse(&GOOD.replace("id STRING", "id UUIDISH")).unwrap_err().to_string();
+        let e = JobSpec::parse(&GOOD.replace("id STRING", "id UUIDISH"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UUIDISH"), "{e}");
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("10 seconds").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            parse_duration("10 seconds").unwrap(),
+            Duration::from_secs(10)
+        );
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("soon").is_err());
@@ -540,7 +608,9 @@ mod tests {
     fn specific_offsets_json() {
         let s = GOOD.replace("\"earliest\"", r#"'{"users_created":{"0":23,"1":-2}}'"#);
         let spec = JobSpec::parse(&s).unwrap();
-        let StartingOffsets::Specific(m) = spec.source.starting_offsets else { panic!() };
+        let StartingOffsets::Specific(m) = spec.source.starting_offsets else {
+            panic!()
+        };
         assert_eq!(m["users_created"][&0], 23);
         assert_eq!(m["users_created"][&1], -2);
     }

@@ -18,7 +18,8 @@ async fn ctx_with(strings: Vec<Option<&str>>) -> SessionContext {
     let ctx = SessionContext::new();
     ember_jobs::functions::register(&ctx);
     let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(strings))]).expect("batch");
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(strings))]).expect("batch");
     ctx.register_batch("t", batch).expect("register");
     ctx
 }
@@ -42,10 +43,18 @@ async fn from_json_matches_spark() {
     for (i, case) in cases.iter().enumerate() {
         let want = &case["output"];
         if want.is_null() {
-            assert!(d.is_null(i), "case {i} {:?}: Spark gives null", case["input"]);
+            assert!(
+                d.is_null(i),
+                "case {i} {:?}: Spark gives null",
+                case["input"]
+            );
             continue;
         }
-        assert!(d.is_valid(i), "case {i} {:?}: Spark gives a struct", case["input"]);
+        assert!(
+            d.is_valid(i),
+            "case {i} {:?}: Spark gives a struct",
+            case["input"]
+        );
         for (f, col) in d.fields().iter().zip(d.columns()) {
             let got: Value = if col.is_null(i) {
                 Value::Null
@@ -58,7 +67,13 @@ async fn from_json_matches_spark() {
                     other => panic!("unexpected type {other}"),
                 }
             };
-            assert_eq!(&got, &want[f.name().as_str()], "case {i} {:?}, field {}", case["input"], f.name());
+            assert_eq!(
+                &got,
+                &want[f.name().as_str()],
+                "case {i} {:?}, field {}",
+                case["input"],
+                f.name()
+            );
         }
     }
 }
@@ -66,12 +81,31 @@ async fn from_json_matches_spark() {
 #[tokio::test]
 async fn get_json_object_matches_spark() {
     let e = expected();
-    for (i, case) in e["get_json_object"].as_array().expect("cases").iter().enumerate() {
+    for (i, case) in e["get_json_object"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .enumerate()
+    {
         let ctx = ctx_with(vec![case["json"].as_str()]).await;
         let path = case["path"].as_str().expect("path").replace('\'', "''");
-        let batches = ctx.sql(&format!("SELECT get_json_object(s, '{path}') FROM t")).await.expect("plan").collect().await.expect("run");
+        let batches = ctx
+            .sql(&format!("SELECT get_json_object(s, '{path}') FROM t"))
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
         let col = batches[0].column(0).as_string::<i32>();
-        let got = if col.is_null(0) { Value::Null } else { Value::from(col.value(0)) };
-        assert_eq!(got, case["output"], "case {i}: {} at {}", case["json"], case["path"]);
+        let got = if col.is_null(0) {
+            Value::Null
+        } else {
+            Value::from(col.value(0))
+        };
+        assert_eq!(
+            got, case["output"],
+            "case {i}: {} at {}",
+            case["json"], case["path"]
+        );
     }
 }

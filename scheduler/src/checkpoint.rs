@@ -39,7 +39,8 @@ pub struct Checkpoint {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -54,7 +55,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn batch_ids(dir: &Path) -> Vec<u64> {
     let mut ids: Vec<u64> = fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort_unstable();
     ids
@@ -71,7 +75,10 @@ impl Checkpoint {
     /// Names of every job with a checkpoint under `root`.
     pub fn list(root: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(root.join("jobs"))
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -96,7 +103,10 @@ impl Checkpoint {
         if !p.exists() {
             return Ok(None);
         }
-        Ok(Some(serde_json::from_slice(&fs::read(&p)?).with_context(|| format!("reading {}", p.display()))?))
+        Ok(Some(
+            serde_json::from_slice(&fs::read(&p)?)
+                .with_context(|| format!("reading {}", p.display()))?,
+        ))
     }
     pub fn write_meta(&self, m: &JobMeta) -> Result<()> {
         write_atomic(&self.dir.join("job.json"), &serde_json::to_vec_pretty(m)?)
@@ -109,26 +119,34 @@ impl Checkpoint {
     }
 
     pub fn write_offsets(&self, e: &OffsetsEntry) -> Result<()> {
-        write_atomic(&self.dir.join("offsets").join(e.batch_id.to_string()), &serde_json::to_vec_pretty(e)?)
+        write_atomic(
+            &self.dir.join("offsets").join(e.batch_id.to_string()),
+            &serde_json::to_vec_pretty(e)?,
+        )
     }
     pub fn write_commit(&self, b: &BatchInfo) -> Result<()> {
-        write_atomic(&self.dir.join("commits").join(b.batch_id.to_string()), &serde_json::to_vec_pretty(b)?)
+        write_atomic(
+            &self.dir.join("commits").join(b.batch_id.to_string()),
+            &serde_json::to_vec_pretty(b)?,
+        )
     }
 
     pub fn read_offsets(&self, id: u64) -> Result<OffsetsEntry> {
         let p = self.dir.join("offsets").join(id.to_string());
-        Ok(serde_json::from_slice(&fs::read(&p)?).with_context(|| format!("reading {}", p.display()))?)
+        serde_json::from_slice(&fs::read(&p)?).with_context(|| format!("reading {}", p.display()))
     }
     pub fn read_commit(&self, id: u64) -> Result<BatchInfo> {
         let p = self.dir.join("commits").join(id.to_string());
-        Ok(serde_json::from_slice(&fs::read(&p)?).with_context(|| format!("reading {}", p.display()))?)
+        serde_json::from_slice(&fs::read(&p)?).with_context(|| format!("reading {}", p.display()))
     }
 
     /// The last batch with offsets but no commit: it must be re-run with
     /// exactly the same ranges.
     pub fn pending(&self) -> Result<Option<OffsetsEntry>> {
         let offs = batch_ids(&self.dir.join("offsets"));
-        let Some(&last) = offs.last() else { return Ok(None) };
+        let Some(&last) = offs.last() else {
+            return Ok(None);
+        };
         if self.dir.join("commits").join(last.to_string()).exists() {
             return Ok(None);
         }
@@ -136,7 +154,9 @@ impl Checkpoint {
     }
 
     pub fn next_batch_id(&self) -> u64 {
-        batch_ids(&self.dir.join("offsets")).last().map_or(0, |l| l + 1)
+        batch_ids(&self.dir.join("offsets"))
+            .last()
+            .map_or(0, |l| l + 1)
     }
 
     /// The committed batches, oldest first.
@@ -151,7 +171,10 @@ impl Checkpoint {
         for id in self.committed_ids() {
             let e = self.read_offsets(id)?;
             for r in e.ranges {
-                let tp = TopicPartition { topic: r.topic, partition: r.partition };
+                let tp = TopicPartition {
+                    topic: r.topic,
+                    partition: r.partition,
+                };
                 let cur = offs.entry(tp).or_insert(r.until);
                 *cur = (*cur).max(r.until);
             }

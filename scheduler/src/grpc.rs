@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use ember_proto::ember_service_server::EmberService;
-use ember_proto::{ExecutorList, JobDetail, JobList, JobRef, JobSummary, ListRequest, SubmitJobReply, SubmitJobRequest};
+use ember_proto::{
+    ExecutorList, JobDetail, JobList, JobRef, JobSummary, ListRequest, SubmitJobReply,
+    SubmitJobRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::manager::Manager;
@@ -17,7 +20,10 @@ pub struct Service {
 
 #[tonic::async_trait]
 impl EmberService for Service {
-    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobReply>, Status> {
+    async fn submit_job(
+        &self,
+        req: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobReply>, Status> {
         let r = req.into_inner();
         match self.manager.submit(&r.spec_toml, r.reset).await {
             Ok((action, job)) => Ok(Response::new(SubmitJobReply {
@@ -30,22 +36,34 @@ impl EmberService for Service {
     }
 
     async fn list_jobs(&self, _req: Request<ListRequest>) -> Result<Response<JobList>, Status> {
-        Ok(Response::new(JobList { jobs: self.manager.jobs().iter().map(|j| j.summary()).collect() }))
+        Ok(Response::new(JobList {
+            jobs: self.manager.jobs().iter().map(|j| j.summary()).collect(),
+        }))
     }
 
     async fn get_job(&self, req: Request<JobRef>) -> Result<Response<JobDetail>, Status> {
         let name = req.into_inner().name;
-        let job = self.manager.job(&name).ok_or_else(|| Status::not_found(format!("no job named {name}")))?;
+        let job = self
+            .manager
+            .job(&name)
+            .ok_or_else(|| Status::not_found(format!("no job named {name}")))?;
         let dead = self.manager.dead_letters(&job, 20).await;
         Ok(Response::new(job.detail(dead)))
     }
 
     async fn stop_job(&self, req: Request<JobRef>) -> Result<Response<JobSummary>, Status> {
         let name = req.into_inner().name;
-        self.manager.stop(&name).await.map(Response::new).map_err(Status::not_found)
+        self.manager
+            .stop(&name)
+            .await
+            .map(Response::new)
+            .map_err(Status::not_found)
     }
 
-    async fn list_executors(&self, _req: Request<ListRequest>) -> Result<Response<ExecutorList>, Status> {
+    async fn list_executors(
+        &self,
+        _req: Request<ListRequest>,
+    ) -> Result<Response<ExecutorList>, Status> {
         crate::executors::list(&self.ballista_http, self.executor_timeout_secs)
             .await
             .map(|executors| Response::new(ExecutorList { executors }))

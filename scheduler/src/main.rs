@@ -21,7 +21,11 @@ use clap::Parser;
 use ember_jobs::{EmberLogicalCodec, EmberPhysicalCodec};
 
 #[derive(Debug, Parser)]
-#[command(name = "ember-scheduler", version, about = "Ember scheduler: the cluster's master and streaming-job manager")]
+#[command(
+    name = "ember-scheduler",
+    version,
+    about = "Ember scheduler: the cluster's master and streaming-job manager"
+)]
 struct Args {
     /// Address to bind every port on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -50,21 +54,27 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ballista_scheduler=warn,ballista_core=warn,scylla::cluster::metadata=off".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,ballista_scheduler=warn,ballista_core=warn,scylla::cluster::metadata=off"
+                    .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let state_dir = args.state_dir.clone().unwrap_or_else(|| {
-        PathBuf::from(std::env::var("EMBER_HOME").unwrap_or_else(|_| ".ember".into())).join("scheduler")
+        PathBuf::from(std::env::var("EMBER_HOME").unwrap_or_else(|_| ".ember".into()))
+            .join("scheduler")
     });
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
 
     let config = SchedulerConfig {
         bind_host: args.bind_host.clone(),
@@ -79,7 +89,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
         ..Default::default()
     };
-    let addr: SocketAddr = format!("{}:{}", args.bind_host, args.port).parse().context("--bind-host/--port")?;
+    let addr: SocketAddr = format!("{}:{}", args.bind_host, args.port)
+        .parse()
+        .context("--bind-host/--port")?;
     let cluster = BallistaCluster::new_from_config(&config).await?;
     let ballista = tokio::spawn(start_server(cluster, addr, Arc::new(config)));
 
@@ -96,7 +108,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(ember_proto::ember_service_server::EmberServiceServer::new(service))
+            .add_service(ember_proto::ember_service_server::EmberServiceServer::new(
+                service,
+            ))
             .serve(grpc_addr),
     );
 
@@ -106,7 +120,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ballista_http,
         executor_timeout_secs: args.executor_timeout_secs,
     });
-    let listener = tokio::net::TcpListener::bind(ui_addr).await.with_context(|| format!("binding the UI on {ui_addr}"))?;
+    let listener = tokio::net::TcpListener::bind(ui_addr)
+        .await
+        .with_context(|| format!("binding the UI on {ui_addr}"))?;
     let ui = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(
         "ember-scheduler: Ballista on {addr}, CLI gRPC on {grpc_addr}, UI/REST on http://{ui_addr}, state in {}",

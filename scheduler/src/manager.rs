@@ -19,7 +19,9 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, UInt64Type};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use ember_api::{BatchInfo, DeadLetterSample, JobDetail, JobSummary, MetricPoint, PartitionProgress, TaskReport};
+use ember_api::{
+    BatchInfo, DeadLetterSample, JobDetail, JobSummary, MetricPoint, PartitionProgress, TaskReport,
+};
 use ember_api::{batch_state, job_state};
 use ember_jobs::cassandra::{SinkConnection, connect, table_columns};
 use ember_jobs::kafka::consumer::{consumer_config, watermarks};
@@ -128,7 +130,10 @@ impl Job {
 /// Rows/s over the last minute of committed batches.
 fn rates(w: &VecDeque<(Instant, u64, u64)>) -> (f64, f64) {
     let now = Instant::now();
-    let recent: Vec<_> = w.iter().filter(|(t, _, _)| now.duration_since(*t) <= Duration::from_secs(60)).collect();
+    let recent: Vec<_> = w
+        .iter()
+        .filter(|(t, _, _)| now.duration_since(*t) <= Duration::from_secs(60))
+        .collect();
     if recent.is_empty() {
         return (0.0, 0.0);
     }
@@ -165,7 +170,12 @@ impl SubmitAction {
 
 impl Manager {
     pub fn new(state_dir: PathBuf, ballista_url: String) -> Arc<Self> {
-        Arc::new(Self { state_dir, ballista_url, jobs: Mutex::new(BTreeMap::new()), submit_lock: Default::default() })
+        Arc::new(Self {
+            state_dir,
+            ballista_url,
+            jobs: Mutex::new(BTreeMap::new()),
+            submit_lock: Default::default(),
+        })
     }
 
     pub fn jobs(&self) -> Vec<Arc<Job>> {
@@ -180,7 +190,9 @@ impl Manager {
         for name in Checkpoint::list(&self.state_dir) {
             let res: Result<()> = async {
                 let cp = Checkpoint::open(&self.state_dir, &name)?;
-                let Some(meta) = cp.read_meta()? else { return Ok(()) };
+                let Some(meta) = cp.read_meta()? else {
+                    return Ok(());
+                };
                 let spec = JobSpec::parse(&cp.read_spec()?).map_err(|e| anyhow!("{e}"))?;
                 let job = self.install(spec, cp, &meta)?;
                 if meta.state == job_state::RUNNING {
@@ -197,7 +209,10 @@ impl Manager {
     }
 
     fn install(&self, spec: JobSpec, checkpoint: Checkpoint, meta: &JobMeta) -> Result<Arc<Job>> {
-        let mut status = JobStatus { state: meta.state.clone(), ..Default::default() };
+        let mut status = JobStatus {
+            state: meta.state.clone(),
+            ..Default::default()
+        };
         status.committed = checkpoint.committed_offsets(meta)?;
         let ids = checkpoint.committed_ids();
         status.batches = ids.len() as u64;
@@ -230,33 +245,50 @@ impl Manager {
     }
 
     /// Validates a spec (naming the fault) and starts or resumes its job.
-    pub async fn submit(self: &Arc<Self>, text: &str, reset: bool) -> Result<(SubmitAction, JobSummary), String> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        text: &str,
+        reset: bool,
+    ) -> Result<(SubmitAction, JobSummary), String> {
         let _guard = self.submit_lock.lock().await;
         let spec = JobSpec::parse(text).map_err(|e| e.to_string())?;
         let planner = validate(&spec).await?;
         drop(planner);
         let name = spec.name.clone();
-        if let Some(old) = self.job(&name) {
-            if matches!(old.status.lock().state.as_str(), job_state::RUNNING | job_state::RETRYING) {
-                if !reset {
-                    return Err(format!(
-                        "job {name} is already running; stop it first (ember stop {name}) to change its spec"
-                    ));
-                }
-                self.stop_and_wait(&old).await;
+        if let Some(old) = self.job(&name)
+            && matches!(
+                old.status.lock().state.as_str(),
+                job_state::RUNNING | job_state::RETRYING
+            )
+        {
+            if !reset {
+                return Err(format!(
+                    "job {name} is already running; stop it first (ember stop {name}) to change its spec"
+                ));
             }
+            self.stop_and_wait(&old).await;
         }
         let cp = Checkpoint::open(&self.state_dir, &name).map_err(|e| e.to_string())?;
         let existed = Checkpoint::exists(&self.state_dir, &name);
         let (action, start_offsets) = if existed && !reset {
-            let meta = cp.read_meta().map_err(|e| e.to_string())?.ok_or("checkpoint without job.json")?;
+            let meta = cp
+                .read_meta()
+                .map_err(|e| e.to_string())?
+                .ok_or("checkpoint without job.json")?;
             (SubmitAction::Resumed, meta.start_offsets)
         } else {
             if existed {
                 cp.reset().map_err(|e| e.to_string())?;
             }
             let start = resolve_start(&spec).await?;
-            (if existed { SubmitAction::Reset } else { SubmitAction::Created }, start.into_iter().collect())
+            (
+                if existed {
+                    SubmitAction::Reset
+                } else {
+                    SubmitAction::Created
+                },
+                start.into_iter().collect(),
+            )
         };
         let meta = JobMeta {
             name: name.clone(),
@@ -273,10 +305,14 @@ impl Manager {
     }
 
     async fn stop_and_wait(&self, job: &Arc<Job>) {
-        job.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        job.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         job.stop.notify_waiters();
         for _ in 0..600 {
-            if !matches!(job.status.lock().state.as_str(), job_state::RUNNING | job_state::RETRYING) {
+            if !matches!(
+                job.status.lock().state.as_str(),
+                job_state::RUNNING | job_state::RETRYING
+            ) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -286,7 +322,9 @@ impl Manager {
     /// Stops a job after its current batch (which is committed or, if it
     /// fails, left to be re-run on the next submission).
     pub async fn stop(&self, name: &str) -> Result<JobSummary, String> {
-        let job = self.job(name).ok_or_else(|| format!("no job named {name}"))?;
+        let job = self
+            .job(name)
+            .ok_or_else(|| format!("no job named {name}"))?;
         self.stop_and_wait(&job).await;
         if let Ok(Some(mut meta)) = job.checkpoint.read_meta() {
             meta.state = job.status.lock().state.clone();
@@ -303,15 +341,28 @@ impl Manager {
         let mut failures = 0u32;
         // availableNow/once: the end offsets fixed at start.
         let mut target: Option<PartitionOffsets> = None;
-        let consumer: Option<BaseConsumer> = consumer_config(&job.spec.source.bootstrap_servers, &name, &job.spec.source.kafka_options)
-            .create()
-            .ok();
+        let consumer: Option<BaseConsumer> = consumer_config(
+            &job.spec.source.bootstrap_servers,
+            &name,
+            &job.spec.source.kafka_options,
+        )
+        .create()
+        .ok();
         let final_state = loop {
             if job.stopping() {
                 break job_state::STOPPED;
             }
             let started = Instant::now();
-            let step = self.step(&job, &mut meta, &mut planner, consumer.as_ref(), &mut target, failures + 1).await;
+            let step = self
+                .step(
+                    &job,
+                    &mut meta,
+                    &mut planner,
+                    consumer.as_ref(),
+                    &mut target,
+                    failures + 1,
+                )
+                .await;
             match step {
                 Ok(Step::Ran) => {
                     failures = 0;
@@ -329,13 +380,18 @@ impl Manager {
                         Trigger::ProcessingTime(Some(d)) => d,
                         _ => Duration::from_millis(100),
                     };
-                    self.pause(&job, wait.saturating_sub(started.elapsed())).await;
+                    self.pause(&job, wait.saturating_sub(started.elapsed()))
+                        .await;
                     continue;
                 }
                 Err(e) => {
                     failures += 1;
-                    let backoff = Duration::from_millis(500 * 2u64.pow(failures.min(5))).min(Duration::from_secs(10));
-                    tracing::warn!("job {name}: {e:#}; retrying in {} ms (attempt {failures})", backoff.as_millis());
+                    let backoff = Duration::from_millis(500 * 2u64.pow(failures.min(5)))
+                        .min(Duration::from_secs(10));
+                    tracing::warn!(
+                        "job {name}: {e:#}; retrying in {} ms (attempt {failures})",
+                        backoff.as_millis()
+                    );
                     job.set_state(job_state::RETRYING, format!("{e:#}"));
                     planner = None; // re-validate the sink on the next try
                     self.pause(&job, backoff).await;
@@ -375,14 +431,20 @@ impl Manager {
     ) -> Result<Step> {
         let consumer = consumer.ok_or_else(|| anyhow!("cannot create a Kafka client"))?;
         let spec = &job.spec;
-        let (low, high) = tokio::task::block_in_place(|| watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT))
-            .map_err(|e| anyhow!(e))?;
+        let (low, high) = tokio::task::block_in_place(|| {
+            watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
+        })
+        .map_err(|e| anyhow!(e))?;
         job.status.lock().latest = high.clone();
 
         let pending = job.checkpoint.pending()?;
         let entry = match pending {
             Some(p) => {
-                tracing::info!("job {}: re-running uncommitted batch {} with its recorded ranges", spec.name, p.batch_id);
+                tracing::info!(
+                    "job {}: re-running uncommitted batch {} with its recorded ranges",
+                    spec.name,
+                    p.batch_id
+                );
                 p
             }
             None => {
@@ -400,18 +462,33 @@ impl Manager {
                         if spec.source.fail_on_data_loss {
                             return Err(anyhow!(
                                 "offsets {}..{} of {}/{} are gone (retention or deletion) and failOnDataLoss is true",
-                                s, lo, tp.topic, tp.partition
+                                s,
+                                lo,
+                                tp.topic,
+                                tp.partition
                             ));
                         }
-                        tracing::warn!("{}/{}: skipping lost offsets {}..{}", tp.topic, tp.partition, s, lo);
+                        tracing::warn!(
+                            "{}/{}: skipping lost offsets {}..{}",
+                            tp.topic,
+                            tp.partition,
+                            s,
+                            lo
+                        );
                         *s = *lo;
                     }
                 }
                 let upto = match spec.trigger {
-                    Trigger::AvailableNow | Trigger::Once => target.get_or_insert_with(|| high.clone()).clone(),
+                    Trigger::AvailableNow | Trigger::Once => {
+                        target.get_or_insert_with(|| high.clone()).clone()
+                    }
                     _ => high.clone(),
                 };
-                let cap = if spec.trigger == Trigger::Once { None } else { spec.source.max_offsets_per_trigger };
+                let cap = if spec.trigger == Trigger::Once {
+                    None
+                } else {
+                    spec.source.max_offsets_per_trigger
+                };
                 let ranges = plan_ranges(&start, &upto, cap);
                 if ranges.is_empty() {
                     return Ok(Step::Idle);
@@ -421,7 +498,9 @@ impl Manager {
                     ranges,
                     planned_at: chrono::Utc::now().to_rfc3339(),
                 };
-                job.checkpoint.write_offsets(&e).context("writing the offsets log")?;
+                job.checkpoint
+                    .write_offsets(&e)
+                    .context("writing the offsets log")?;
                 e
             }
         };
@@ -431,10 +510,15 @@ impl Manager {
         let planner = planner.as_ref().ok_or_else(|| anyhow!("no planner"))?;
         let mut info = self.run_batch(job, planner, &entry).await?;
         info.attempts = attempt;
-        job.checkpoint.write_commit(&info).context("writing the commit log")?;
+        job.checkpoint
+            .write_commit(&info)
+            .context("writing the commit log")?;
         let mut s = job.status.lock();
         for r in &entry.ranges {
-            let tp = TopicPartition { topic: r.topic.clone(), partition: r.partition };
+            let tp = TopicPartition {
+                topic: r.topic.clone(),
+                partition: r.partition,
+            };
             let c = s.committed.entry(tp).or_insert(r.until);
             *c = (*c).max(r.until);
         }
@@ -444,11 +528,19 @@ impl Manager {
         s.batches += 1;
         let now = Instant::now();
         s.rate_window.push_back((now, info.rows_in, info.rows_out));
-        while s.rate_window.front().is_some_and(|f| now.duration_since(f.0) > Duration::from_secs(60)) {
+        while s
+            .rate_window
+            .front()
+            .is_some_and(|f| now.duration_since(f.0) > Duration::from_secs(60))
+        {
             s.rate_window.pop_front();
         }
         let (rin, rout) = rates(&s.rate_window);
-        let lag: i64 = s.latest.iter().map(|(tp, hi)| (hi - s.committed.get(tp).copied().unwrap_or(*hi)).max(0)).sum();
+        let lag: i64 = s
+            .latest
+            .iter()
+            .map(|(tp, hi)| (hi - s.committed.get(tp).copied().unwrap_or(*hi)).max(0))
+            .sum();
         s.history.push_back(MetricPoint {
             at_ms: chrono::Utc::now().timestamp_millis(),
             rows_in_per_sec: rin,
@@ -465,7 +557,12 @@ impl Manager {
         Ok(Step::Ran)
     }
 
-    async fn run_batch(&self, job: &Arc<Job>, planner: &JobPlanner, entry: &OffsetsEntry) -> Result<BatchInfo> {
+    async fn run_batch(
+        &self,
+        job: &Arc<Job>,
+        planner: &JobPlanner,
+        entry: &OffsetsEntry,
+    ) -> Result<BatchInfo> {
         let started = Instant::now();
         let started_at = chrono::Utc::now().to_rfc3339();
         let plan = planner.batch_plan(entry.batch_id, &entry.ranges).await?;
@@ -473,7 +570,10 @@ impl Manager {
         let config = SessionConfig::new_with_ballista()
             .with_target_partitions(entry.ranges.len().max(1))
             .set_str("ballista.scheduler.max_partitions_per_task", "1")
-            .set_str("ballista.job.name", &format!("{} batch {}", job.spec.name, entry.batch_id));
+            .set_str(
+                "ballista.job.name",
+                &format!("{} batch {}", job.spec.name, entry.batch_id),
+            );
         let stream = execute_physical_plan::<PhysicalPlanNode>(
             self.ballista_url.clone(),
             &config.ballista_config(),
@@ -526,18 +626,38 @@ impl Manager {
     /// Recent dead letters of a job, read from the sink's dead-letter table.
     pub async fn dead_letters(&self, job: &Job, limit: usize) -> Vec<DeadLetterSample> {
         let s = &job.spec.sink;
-        let conn = SinkConnection { contact_points: s.contact_points.clone(), username: s.username.clone(), password: s.password.clone() };
-        let Ok(c) = connect(&conn).await else { return Vec::new() };
+        let conn = SinkConnection {
+            contact_points: s.contact_points.clone(),
+            username: s.username.clone(),
+            password: s.password.clone(),
+        };
+        let Ok(c) = connect(&conn).await else {
+            return Vec::new();
+        };
         let q = format!(
             "SELECT topic, partition, offset, reason, value, failed_at, job FROM {}.{} LIMIT {}",
             s.keyspace,
             s.dead_letter_table,
             limit * 4
         );
-        let Ok(res) = c.session.query_unpaged(q, ()).await else { return Vec::new() };
-        let Ok(rows) = res.into_rows_result() else { return Vec::new() };
-        type R = (String, i32, i64, Option<String>, Option<Vec<u8>>, Option<scylla::value::CqlTimestamp>, Option<String>);
-        let Ok(iter) = rows.rows::<R>() else { return Vec::new() };
+        let Ok(res) = c.session.query_unpaged(q, ()).await else {
+            return Vec::new();
+        };
+        let Ok(rows) = res.into_rows_result() else {
+            return Vec::new();
+        };
+        type R = (
+            String,
+            i32,
+            i64,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<scylla::value::CqlTimestamp>,
+            Option<String>,
+        );
+        let Ok(iter) = rows.rows::<R>() else {
+            return Vec::new();
+        };
         let mut out: Vec<DeadLetterSample> = iter
             .filter_map(|r| r.ok())
             .filter(|r| r.6.as_deref() == Some(job.spec.name.as_str()))
@@ -566,16 +686,37 @@ enum Step {
 }
 
 fn to_api_range(r: &OffsetRange) -> ember_api::OffsetRange {
-    ember_api::OffsetRange { topic: r.topic.clone(), partition: r.partition, from_offset: r.from, until_offset: r.until }
+    ember_api::OffsetRange {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        from_offset: r.from,
+        until_offset: r.until,
+    }
 }
 
 fn parse_reports(batches: &[RecordBatch]) -> Result<Vec<TaskReport>> {
     let mut out = Vec::new();
     for b in batches {
-        let s = |i: usize| b.column(i).as_string_opt::<i32>().ok_or_else(|| anyhow!("bad sink report"));
-        let i32c = |i: usize| b.column(i).as_primitive_opt::<Int32Type>().ok_or_else(|| anyhow!("bad sink report"));
-        let i64c = |i: usize| b.column(i).as_primitive_opt::<Int64Type>().ok_or_else(|| anyhow!("bad sink report"));
-        let u64c = |i: usize| b.column(i).as_primitive_opt::<UInt64Type>().ok_or_else(|| anyhow!("bad sink report"));
+        let s = |i: usize| {
+            b.column(i)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| anyhow!("bad sink report"))
+        };
+        let i32c = |i: usize| {
+            b.column(i)
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| anyhow!("bad sink report"))
+        };
+        let i64c = |i: usize| {
+            b.column(i)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| anyhow!("bad sink report"))
+        };
+        let u64c = |i: usize| {
+            b.column(i)
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| anyhow!("bad sink report"))
+        };
         let (ex, topic, part, from, until) = (s(0)?, s(1)?, i32c(2)?, i64c(3)?, i64c(4)?);
         let (rin, rout, rdead, dur) = (u64c(5)?, u64c(6)?, u64c(7)?, u64c(8)?);
         for i in 0..b.num_rows() {
@@ -609,11 +750,13 @@ async fn resolve_start(spec: &JobSpec) -> Result<PartitionOffsets, String> {
             let o = match &spec.source.starting_offsets {
                 StartingOffsets::Earliest => lo,
                 StartingOffsets::Latest => hi,
-                StartingOffsets::Specific(m) => match m.get(&tp.topic).and_then(|p| p.get(&tp.partition)) {
-                    Some(-2) => lo,
-                    Some(-1) | None => hi,
-                    Some(&o) => o.clamp(lo, hi),
-                },
+                StartingOffsets::Specific(m) => {
+                    match m.get(&tp.topic).and_then(|p| p.get(&tp.partition)) {
+                        Some(-2) => lo,
+                        Some(-1) | None => hi,
+                        Some(&o) => o.clamp(lo, hi),
+                    }
+                }
             };
             (tp.clone(), o)
         })
@@ -621,10 +764,16 @@ async fn resolve_start(spec: &JobSpec) -> Result<PartitionOffsets, String> {
 }
 
 async fn kafka_watermarks(spec: &JobSpec) -> Result<(PartitionOffsets, PartitionOffsets), String> {
-    let cfg = consumer_config(&spec.source.bootstrap_servers, &spec.name, &spec.source.kafka_options);
+    let cfg = consumer_config(
+        &spec.source.bootstrap_servers,
+        &spec.name,
+        &spec.source.kafka_options,
+    );
     let topics = spec.source.topics.clone();
     tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = cfg.create().map_err(|e| format!("invalid Kafka options: {e}"))?;
+        let c: BaseConsumer = cfg
+            .create()
+            .map_err(|e| format!("invalid Kafka options: {e}"))?;
         watermarks(&c, &topics, KAFKA_TIMEOUT)
     })
     .await
@@ -643,11 +792,21 @@ pub async fn validate(spec: &JobSpec) -> Result<JobPlanner, String> {
 
 async fn prepare_sink(spec: &JobSpec) -> Result<SinkTable, String> {
     let s = &spec.sink;
-    let conn = SinkConnection { contact_points: s.contact_points.clone(), username: s.username.clone(), password: s.password.clone() };
+    let conn = SinkConnection {
+        contact_points: s.contact_points.clone(),
+        username: s.username.clone(),
+        password: s.password.clone(),
+    };
     let c = connect(&conn).await.map_err(|e| format!("sink: {e}"))?;
     let run = |cql: String| {
         let c = c.clone();
-        async move { c.session.query_unpaged(cql.clone(), ()).await.map(|_| ()).map_err(|e| format!("sink: `{}` failed: {e}", cql.trim())) }
+        async move {
+            c.session
+                .query_unpaged(cql.clone(), ())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("sink: `{}` failed: {e}", cql.trim()))
+        }
     };
     run(format!(
         "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': '{}'}}",
@@ -662,7 +821,9 @@ async fn prepare_sink(spec: &JobSpec) -> Result<SinkTable, String> {
         s.keyspace, s.dead_letter_table
     ))
     .await?;
-    let columns = table_columns(&c, &s.keyspace, &s.table).await.map_err(|e| format!("sink: {e}"))?;
+    let columns = table_columns(&c, &s.keyspace, &s.table)
+        .await
+        .map_err(|e| format!("sink: {e}"))?;
     if columns.is_empty() {
         return Err(format!(
             "sink: table {}.{} does not exist (give its CREATE TABLE as sink.ddl)",

@@ -34,14 +34,23 @@ fn bin_dir() -> PathBuf {
     }
     // tests run from target/debug/deps
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(|p| p.parent()).map(PathBuf::from).expect("target dir")
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .expect("target dir")
 }
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A name no other test's topic or keyspace starts with or is a prefix of.
@@ -52,13 +61,27 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a topic through tansu's CLI (tansu does not auto-create).
 pub fn create_topic(name: &str, partitions: u32) -> Result<()> {
-    let tansu = env("EMBER_TANSU", &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")));
+    let tansu = env(
+        "EMBER_TANSU",
+        &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")),
+    );
     let out = Command::new(&tansu)
-        .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://{}", kafka())])
+        .args([
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            &partitions.to_string(),
+            "--broker",
+            &format!("tcp://{}", kafka()),
+        ])
         .output()
         .with_context(|| format!("running {tansu}"))?;
     if !out.status.success() {
-        bail!("creating topic {name}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "creating topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -82,7 +105,9 @@ impl Proc {
         }
     }
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
     pub fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -100,7 +125,10 @@ impl Drop for Proc {
 fn spawn(name: &str, bin: &str, args: &[String], home: &PathBuf) -> Result<Proc> {
     std::fs::create_dir_all(home.join("logs"))?;
     let log = home.join("logs").join(format!("{name}.log"));
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
     let child = Command::new(bin_dir().join(bin))
         .args(args)
         .env("EMBER_HOME", home)
@@ -108,7 +136,11 @@ fn spawn(name: &str, bin: &str, args: &[String], home: &PathBuf) -> Result<Proc>
         .stderr(Stdio::from(f))
         .spawn()
         .with_context(|| format!("starting {bin} from {}", bin_dir().display()))?;
-    Ok(Proc { name: name.into(), child: Some(child), log })
+    Ok(Proc {
+        name: name.into(),
+        child: Some(child),
+        log,
+    })
 }
 
 /// A scheduler and executors of our own, on free ports.
@@ -135,7 +167,9 @@ impl Cluster {
             ui_port,
             scheduler,
             executors: Vec::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
         };
         c.wait_ready().await?;
         for _ in 0..executors {
@@ -166,7 +200,8 @@ impl Cluster {
     /// kill -9 the scheduler and start it again on the same ports and state.
     pub async fn restart_scheduler(&mut self) -> Result<()> {
         self.scheduler.kill();
-        self.scheduler = Self::spawn_scheduler(&self.home, self.ballista_port, self.grpc_port, self.ui_port)?;
+        self.scheduler =
+            Self::spawn_scheduler(&self.home, self.ballista_port, self.grpc_port, self.ui_port)?;
         self.wait_ready().await
     }
 
@@ -185,7 +220,10 @@ impl Cluster {
                 "--id".into(),
                 format!("exec-{i}-{port}"),
                 "--work-dir".into(),
-                self.home.join(format!("executor-{i}")).display().to_string(),
+                self.home
+                    .join(format!("executor-{i}"))
+                    .display()
+                    .to_string(),
             ],
             &self.home,
         )?;
@@ -200,7 +238,13 @@ impl Cluster {
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if self.http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            if self
+                .http
+                .get(self.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(());
             }
             if !self.scheduler.is_running() {
@@ -225,31 +269,66 @@ impl Cluster {
     }
 
     pub async fn executors_list(&self) -> Result<ExecutorList> {
-        Ok(self.http.get(self.url("/api/v1/executors")).send().await?.error_for_status()?.json().await?)
+        Ok(self
+            .http
+            .get(self.url("/api/v1/executors"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// Submits a spec through the REST API; Err carries the scheduler's message.
     pub async fn submit(&self, spec: &str, reset: bool) -> Result<JobSummary> {
-        let r = self.http.post(self.url("/api/v1/jobs")).json(&json!({"spec_toml": spec, "reset": reset})).send().await?;
+        let r = self
+            .http
+            .post(self.url("/api/v1/jobs"))
+            .json(&json!({"spec_toml": spec, "reset": reset}))
+            .send()
+            .await?;
         let status = r.status();
         let v: Value = r.json().await?;
         if !status.is_success() {
-            return Err(anyhow!("{}", v["error"].as_str().unwrap_or("submission failed")));
+            return Err(anyhow!(
+                "{}",
+                v["error"].as_str().unwrap_or("submission failed")
+            ));
         }
         Ok(serde_json::from_value(v["job"].clone())?)
     }
 
     pub async fn job(&self, name: &str) -> Result<JobDetail> {
-        Ok(self.http.get(self.url(&format!("/api/v1/jobs/{name}"))).send().await?.error_for_status()?.json().await?)
+        Ok(self
+            .http
+            .get(self.url(&format!("/api/v1/jobs/{name}")))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     pub async fn stop(&self, name: &str) -> Result<JobSummary> {
-        Ok(self.http.post(self.url(&format!("/api/v1/jobs/{name}/stop"))).send().await?.error_for_status()?.json().await?)
+        Ok(self
+            .http
+            .post(self.url(&format!("/api/v1/jobs/{name}/stop")))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     /// Waits until `f` holds for the job, failing with the job's state and
     /// the scheduler's log if it does not within `timeout`.
-    pub async fn wait_job(&self, name: &str, timeout: Duration, what: &str, f: impl Fn(&JobDetail) -> bool) -> Result<JobDetail> {
+    pub async fn wait_job(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        f: impl Fn(&JobDetail) -> bool,
+    ) -> Result<JobDetail> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         while Instant::now() < deadline {
@@ -261,7 +340,10 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let s = last.as_ref().and_then(|d| d.summary.clone()).unwrap_or_default();
+        let s = last
+            .as_ref()
+            .and_then(|d| d.summary.clone())
+            .unwrap_or_default();
         bail!(
             "job {name}: {what} not reached in {timeout:?}; state {} rows in {} out {} dead {} lag {} error {:?}\nscheduler log:\n{}",
             s.state,
@@ -290,10 +372,20 @@ impl Drop for Cluster {
 }
 
 /// The reference spec, pointed at a test's own topic, keyspace and job name.
-pub fn reference_spec(name: &str, topic: &str, keyspace: &str, extra_source: &str, trigger: &str) -> String {
-    let text = std::fs::read_to_string(repo_root().join("jobs/users_created.toml")).expect("jobs/users_created.toml");
+pub fn reference_spec(
+    name: &str,
+    topic: &str,
+    keyspace: &str,
+    extra_source: &str,
+    trigger: &str,
+) -> String {
+    let text = std::fs::read_to_string(repo_root().join("jobs/users_created.toml"))
+        .expect("jobs/users_created.toml");
     text.replace("name = \"users_created\"", &format!("name = \"{name}\""))
-        .replace("subscribe = \"users_created\"", &format!("subscribe = \"{topic}\"{extra_source}"))
+        .replace(
+            "subscribe = \"users_created\"",
+            &format!("subscribe = \"{topic}\"{extra_source}"),
+        )
         .replace("127.0.0.1:9092", &kafka())
         .replace("127.0.0.1:9042", &cql())
         .replace("spark_streams", keyspace)
@@ -302,7 +394,9 @@ pub fn reference_spec(name: &str, topic: &str, keyspace: &str, extra_source: &st
 
 /// A user record as ember-ingest produces it.
 pub fn user(rng: &mut impl Rng, i: u64) -> Value {
-    const FIRST: [&str; 8] = ["Ava", "Liam", "Noah", "Emma", "Mia", "Lucas", "Zoé", "Øyvind"];
+    const FIRST: [&str; 8] = [
+        "Ava", "Liam", "Noah", "Emma", "Mia", "Lucas", "Zoé", "Øyvind",
+    ];
     const LAST: [&str; 6] = ["Smith", "García", "Müller", "Nguyen", "O'Brien", "Kowalski"];
     let first = FIRST[rng.random_range(0..FIRST.len())];
     let last = LAST[rng.random_range(0..LAST.len())];
@@ -311,9 +405,9 @@ pub fn user(rng: &mut impl Rng, i: u64) -> Value {
         "id": id.to_string(),
         "first_name": first,
         "last_name": last,
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "address": format!("{} Main Street, Springfield {}, Oregon, United States", rng.random_range(1..9999), i),
-        "post_code": if i % 3 == 0 { json!(rng.random_range(10000..99999)) } else { json!(format!("K{}X", i)) },
+        "post_code": if i.is_multiple_of(3) { json!(rng.random_range(10000..99999)) } else { json!(format!("K{}X", i)) },
         "email": format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i),
         "username": format!("user{i}"),
         "dob": "1990-05-17T04:12:33.123Z",
@@ -341,7 +435,11 @@ pub async fn produce_raw(topic: &str, msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> 
     produce_raw_to(&kafka(), topic, msgs).await
 }
 
-pub async fn produce_raw_to(brokers: &str, topic: &str, msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<()> {
+pub async fn produce_raw_to(
+    brokers: &str,
+    topic: &str,
+    msgs: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+) -> Result<()> {
     let p = Arc::new(producer_for(brokers)?);
     let mut futs = futures::stream::FuturesUnordered::new();
     for (k, v) in msgs {
@@ -352,7 +450,10 @@ pub async fn produce_raw_to(brokers: &str, topic: &str, msgs: Vec<(Option<Vec<u8
             if let Some(k) = &k {
                 rec = rec.key(k);
             }
-            p.send(rec, Duration::from_secs(60)).await.map(|_| ()).map_err(|(e, _)| anyhow!("delivery failed: {e}"))
+            p.send(rec, Duration::from_secs(60))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| anyhow!("delivery failed: {e}"))
         });
         if futs.len() >= 2000 {
             use futures::StreamExt;
@@ -373,15 +474,30 @@ pub async fn produce_users(topic: &str, n: u64, seed: u64) -> Result<HashMap<Str
     produce_users_to(&kafka(), topic, n, seed).await
 }
 
-pub async fn produce_users_to(brokers: &str, topic: &str, n: u64, seed: u64) -> Result<HashMap<String, Value>> {
+pub async fn produce_users_to(
+    brokers: &str,
+    topic: &str,
+    n: u64,
+    seed: u64,
+) -> Result<HashMap<String, Value>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let users: Vec<Value> = (0..n).map(|i| user(&mut rng, seed * 1_000_000 + i)).collect();
+    let users: Vec<Value> = (0..n)
+        .map(|i| user(&mut rng, seed * 1_000_000 + i))
+        .collect();
     let msgs = users
         .iter()
-        .map(|u| (Some(u["id"].as_str().unwrap_or_default().as_bytes().to_vec()), u.to_string().into_bytes()))
+        .map(|u| {
+            (
+                Some(u["id"].as_str().unwrap_or_default().as_bytes().to_vec()),
+                u.to_string().into_bytes(),
+            )
+        })
         .collect();
     produce_raw_to(brokers, topic, msgs).await?;
-    Ok(users.into_iter().map(|u| (u["id"].as_str().unwrap_or_default().to_string(), u)).collect())
+    Ok(users
+        .into_iter()
+        .map(|u| (u["id"].as_str().unwrap_or_default().to_string(), u))
+        .collect())
 }
 
 pub async fn cql_session() -> Result<Session> {
@@ -393,23 +509,56 @@ pub async fn cql_session_at(addr: &str) -> Result<Session> {
 }
 
 pub async fn count(s: &Session, table: &str) -> Result<i64> {
-    let r = s.query_unpaged(format!("SELECT COUNT(*) FROM {table}"), ()).await?.into_rows_result()?;
+    let r = s
+        .query_unpaged(format!("SELECT COUNT(*) FROM {table}"), ())
+        .await?
+        .into_rows_result()?;
     Ok(r.first_row::<(i64,)>()?.0)
 }
 
 /// Every row of the users table, by id, as JSON strings (`None` = null).
-pub async fn read_users(s: &Session, table: &str) -> Result<HashMap<String, HashMap<String, Option<String>>>> {
+pub async fn read_users(
+    s: &Session,
+    table: &str,
+) -> Result<HashMap<String, HashMap<String, Option<String>>>> {
     use futures::TryStreamExt;
-    const COLS: [&str; 11] =
-        ["first_name", "last_name", "gender", "address", "post_code", "email", "username", "dob", "registered_date", "phone", "picture"];
+    const COLS: [&str; 11] = [
+        "first_name",
+        "last_name",
+        "gender",
+        "address",
+        "post_code",
+        "email",
+        "username",
+        "dob",
+        "registered_date",
+        "phone",
+        "picture",
+    ];
     let q = format!("SELECT id, {} FROM {table}", COLS.join(", "));
     let mut stmt = scylla::statement::Statement::new(q);
     stmt.set_page_size(1000);
-    let mut rows = s.query_iter(stmt, ()).await?.rows_stream::<(uuid::Uuid, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>()?;
+    let mut rows = s.query_iter(stmt, ()).await?.rows_stream::<(
+        uuid::Uuid,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )>()?;
     let mut out = HashMap::new();
     while let Some(r) = rows.try_next().await? {
         let vals = [r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11];
-        out.insert(r.0.to_string(), COLS.iter().map(|c| c.to_string()).zip(vals).collect());
+        out.insert(
+            r.0.to_string(),
+            COLS.iter().map(|c| c.to_string()).zip(vals).collect(),
+        );
     }
     Ok(out)
 }
@@ -426,13 +575,21 @@ pub fn expected_text(v: &Value) -> Option<String> {
 
 /// Reads the committed batches of a job from its checkpoint, oldest first.
 pub fn commits(cluster: &Cluster, job: &str) -> Result<Vec<ember_api::BatchInfo>> {
-    let dir = cluster.home.join("scheduler/jobs").join(job).join("commits");
+    let dir = cluster
+        .home
+        .join("scheduler/jobs")
+        .join(job)
+        .join("commits");
     let mut ids: Vec<u64> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     ids.sort_unstable();
     ids.iter()
-        .map(|id| Ok(serde_json::from_slice(&std::fs::read(dir.join(id.to_string()))?)?))
+        .map(|id| {
+            Ok(serde_json::from_slice(&std::fs::read(
+                dir.join(id.to_string()),
+            )?)?)
+        })
         .collect()
 }
 
@@ -440,7 +597,11 @@ pub fn commits(cluster: &Cluster, job: &str) -> Result<Vec<ember_api::BatchInfo>
 pub fn checkpoint_counts(cluster: &Cluster, job: &str) -> (usize, usize) {
     let n = |sub: &str| {
         std::fs::read_dir(cluster.home.join("scheduler/jobs").join(job).join(sub))
-            .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp")).count())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                    .count()
+            })
             .unwrap_or(0)
     };
     (n("offsets"), n("commits"))
@@ -452,8 +613,14 @@ pub fn assert_contiguous(batches: &[ember_api::BatchInfo]) -> HashMap<(String, i
     let mut end: HashMap<(String, i32), i64> = HashMap::new();
     for b in batches {
         for r in &b.ranges {
-            let e = end.entry((r.topic.clone(), r.partition)).or_insert(r.from_offset);
-            assert_eq!(*e, r.from_offset, "batch {}: {}/{} starts at {} but the last range ended at {e}", b.batch_id, r.topic, r.partition, r.from_offset);
+            let e = end
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.from_offset);
+            assert_eq!(
+                *e, r.from_offset,
+                "batch {}: {}/{} starts at {} but the last range ended at {e}",
+                b.batch_id, r.topic, r.partition, r.from_offset
+            );
             assert!(r.until_offset > r.from_offset);
             *e = r.until_offset;
         }
@@ -475,7 +642,13 @@ impl PrivateServers {
     pub async fn start() -> Result<Self> {
         let dir = std::env::temp_dir().join(unique("ember-private"));
         std::fs::create_dir_all(dir.join("tansu"))?;
-        let mut s = PrivateServers { kafka_port: free_port(), cql_port: free_port(), dir, tansu: None, cql: None };
+        let mut s = PrivateServers {
+            kafka_port: free_port(),
+            cql_port: free_port(),
+            dir,
+            tansu: None,
+            cql: None,
+        };
         s.start_tansu().await?;
         s.start_cql().await?;
         Ok(s)
@@ -487,37 +660,81 @@ impl PrivateServers {
         format!("127.0.0.1:{}", self.cql_port)
     }
     pub async fn start_tansu(&mut self) -> Result<()> {
-        let tansu = env("EMBER_TANSU", &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")));
+        let tansu = env(
+            "EMBER_TANSU",
+            &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")),
+        );
         let url = format!("tcp://127.0.0.1:{}", self.kafka_port);
         let log = self.dir.join("tansu.log");
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(tansu)
             .current_dir(self.dir.join("tansu"))
-            .args(["broker", "--storage-engine", "sqlite://tansu.db", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--storage-engine",
+                "sqlite://tansu.db",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .stdout(Stdio::from(f.try_clone()?))
             .stderr(Stdio::from(f))
             .spawn()?;
-        self.tansu = Some(Proc { name: "tansu".into(), child: Some(child), log });
+        self.tansu = Some(Proc {
+            name: "tansu".into(),
+            child: Some(child),
+            log,
+        });
         wait_port(self.kafka_port).await
     }
     pub async fn start_cql(&mut self) -> Result<()> {
         let log = self.dir.join("cql.log");
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(bin_dir().join("ember-cql"))
-            .args(["--listen", &self.cql(), "--data-dir", &self.dir.join("cql").display().to_string()])
+            .args([
+                "--listen",
+                &self.cql(),
+                "--data-dir",
+                &self.dir.join("cql").display().to_string(),
+            ])
             .stdout(Stdio::from(f.try_clone()?))
             .stderr(Stdio::from(f))
             .spawn()?;
-        self.cql = Some(Proc { name: "cql".into(), child: Some(child), log });
+        self.cql = Some(Proc {
+            name: "cql".into(),
+            child: Some(child),
+            log,
+        });
         wait_port(self.cql_port).await
     }
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        let tansu = env("EMBER_TANSU", &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")));
+        let tansu = env(
+            "EMBER_TANSU",
+            &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")),
+        );
         let out = Command::new(&tansu)
-            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://{}", self.kafka())])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &format!("tcp://{}", self.kafka()),
+            ])
             .output()?;
         if !out.status.success() {
-            bail!("creating topic {name}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "creating topic {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -535,7 +752,10 @@ impl Drop for PrivateServers {
 
 async fn wait_port(port: u16) -> Result<()> {
     for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -7,16 +7,27 @@ use std::time::Duration;
 use ember_e2e::*;
 
 fn ember(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let bin = std::env::var("EMBER_BIN_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::env::current_exe().expect("exe").parent().and_then(|p| p.parent()).expect("target").to_path_buf()
-    });
+    let bin = std::env::var("EMBER_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::current_exe()
+                .expect("exe")
+                .parent()
+                .and_then(|p| p.parent())
+                .expect("target")
+                .to_path_buf()
+        });
     let out = Command::new(bin.join("ember"))
         .arg("--scheduler")
         .arg(format!("http://127.0.0.1:{}", cluster.grpc_port))
         .args(args)
         .output()
         .expect("run ember");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -35,11 +46,18 @@ async fn cli_submits_lists_shows_and_stops_jobs() -> anyhow::Result<()> {
     let (ok, out, err) = ember(&cluster, &["submit", &spec]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "job cli created");
-    cluster.wait_job("cli", Duration::from_secs(120), "1,000 rows", |d| d.summary.as_ref().is_some_and(|s| s.rows_out == 1_000)).await?;
+    cluster
+        .wait_job("cli", Duration::from_secs(120), "1,000 rows", |d| {
+            d.summary.as_ref().is_some_and(|s| s.rows_out == 1_000)
+        })
+        .await?;
 
     let (ok, out, _) = ember(&cluster, &["jobs"]);
     assert!(ok);
-    let line = out.lines().find(|l| l.starts_with("cli ")).expect("a row for the job");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("cli "))
+        .expect("a row for the job");
     assert!(line.contains("running") && line.contains("1000"), "{out}");
 
     let (ok, out, _) = ember(&cluster, &["--json", "job", "cli"]);
@@ -51,15 +69,24 @@ async fn cli_submits_lists_shows_and_stops_jobs() -> anyhow::Result<()> {
     assert!(!d.batches.is_empty() && !d.batches[0].executors.is_empty());
 
     let (ok, out, _) = ember(&cluster, &["job", "cli"]);
-    assert!(ok && out.contains("PARTITIONS") && out.contains("RECENT BATCHES"), "{out}");
+    assert!(
+        ok && out.contains("PARTITIONS") && out.contains("RECENT BATCHES"),
+        "{out}"
+    );
 
     let (ok, out, _) = ember(&cluster, &["executors"]);
-    assert!(ok && out.contains("exec-0-") && out.contains("alive"), "{out}");
+    assert!(
+        ok && out.contains("exec-0-") && out.contains("alive"),
+        "{out}"
+    );
 
     // Resubmitting a running job is refused; a bad spec names its fault.
     let (ok, _, err) = ember(&cluster, &["submit", &spec]);
     assert!(!ok && err.contains("already running"), "{err}");
-    std::fs::write(&spec_path, reference_spec("cli", &topic, &ks, "", "").replace("subscribe", "subscrib"))?;
+    std::fs::write(
+        &spec_path,
+        reference_spec("cli", &topic, &ks, "", "").replace("subscribe", "subscrib"),
+    )?;
     let (ok, _, err) = ember(&cluster, &["submit", &spec]);
     assert!(!ok && err.contains("subscrib"), "{err}");
 
@@ -77,8 +104,20 @@ async fn cli_submits_lists_shows_and_stops_jobs() -> anyhow::Result<()> {
 
 #[test]
 fn cli_names_an_unreachable_scheduler() {
-    let bin = std::env::current_exe().expect("exe").parent().and_then(|p| p.parent()).expect("target").join("ember");
-    let out = Command::new(bin).args(["--scheduler", &format!("http://127.0.0.1:{}", free_port()), "jobs"]).output().expect("run");
+    let bin = std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target")
+        .join("ember");
+    let out = Command::new(bin)
+        .args([
+            "--scheduler",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "jobs",
+        ])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the scheduler"));
 }

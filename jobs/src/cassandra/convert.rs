@@ -3,8 +3,8 @@
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
-    TimestampMillisecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimeUnit, TimestampMillisecondType,
 };
 use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 
@@ -12,13 +12,30 @@ use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 pub fn supported(cql_type: &str) -> bool {
     matches!(
         cql_type,
-        "text" | "varchar" | "ascii" | "uuid" | "timeuuid" | "bigint" | "int" | "smallint" | "tinyint" | "double"
-            | "float" | "boolean" | "timestamp" | "blob" | "date"
+        "text"
+            | "varchar"
+            | "ascii"
+            | "uuid"
+            | "timeuuid"
+            | "bigint"
+            | "int"
+            | "smallint"
+            | "tinyint"
+            | "double"
+            | "float"
+            | "boolean"
+            | "timestamp"
+            | "blob"
+            | "date"
     )
 }
 
 /// Converts one column for a CQL type; per-row errors are returned by row.
-pub fn column_values(a: &ArrayRef, cql_type: &str, name: &str) -> Result<Vec<Result<Option<CqlValue>, String>>, String> {
+pub fn column_values(
+    a: &ArrayRef,
+    cql_type: &str,
+    name: &str,
+) -> Result<Vec<Result<Option<CqlValue>, String>>, String> {
     let target = match cql_type {
         "text" | "varchar" | "ascii" | "uuid" | "timeuuid" => DataType::Utf8,
         "bigint" => DataType::Int64,
@@ -31,12 +48,21 @@ pub fn column_values(a: &ArrayRef, cql_type: &str, name: &str) -> Result<Vec<Res
         "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
         "blob" => DataType::Binary,
         "date" => DataType::Date32,
-        other => return Err(format!("sink column `{name}` has CQL type {other}, which Ember's sink does not write")),
+        other => {
+            return Err(format!(
+                "sink column `{name}` has CQL type {other}, which Ember's sink does not write"
+            ));
+        }
     };
     let a = if a.data_type() == &target {
         a.clone()
     } else {
-        cast(a, &target).map_err(|e| format!("column `{name}`: cannot convert {} to {cql_type}: {e}", a.data_type()))?
+        cast(a, &target).map_err(|e| {
+            format!(
+                "column `{name}`: cannot convert {} to {cql_type}: {e}",
+                a.data_type()
+            )
+        })?
     };
     let n = a.len();
     let mut out = Vec::with_capacity(n);
@@ -51,7 +77,13 @@ pub fn column_values(a: &ArrayRef, cql_type: &str, name: &str) -> Result<Vec<Res
             "uuid" | "timeuuid" => {
                 let s = a.as_string::<i32>().value(i);
                 uuid::Uuid::parse_str(s)
-                    .map(|u| if cql_type == "uuid" { CqlValue::Uuid(u) } else { CqlValue::Timeuuid(u.into()) })
+                    .map(|u| {
+                        if cql_type == "uuid" {
+                            CqlValue::Uuid(u)
+                        } else {
+                            CqlValue::Timeuuid(u.into())
+                        }
+                    })
                     .map_err(|e| format!("column `{name}`: {s:?} is not a uuid: {e}"))
             }
             "bigint" => Ok(CqlValue::BigInt(a.as_primitive::<Int64Type>().value(i))),
@@ -61,9 +93,13 @@ pub fn column_values(a: &ArrayRef, cql_type: &str, name: &str) -> Result<Vec<Res
             "double" => Ok(CqlValue::Double(a.as_primitive::<Float64Type>().value(i))),
             "float" => Ok(CqlValue::Float(a.as_primitive::<Float32Type>().value(i))),
             "boolean" => Ok(CqlValue::Boolean(a.as_boolean().value(i))),
-            "timestamp" => Ok(CqlValue::Timestamp(CqlTimestamp(a.as_primitive::<TimestampMillisecondType>().value(i)))),
+            "timestamp" => Ok(CqlValue::Timestamp(CqlTimestamp(
+                a.as_primitive::<TimestampMillisecondType>().value(i),
+            ))),
             "blob" => Ok(CqlValue::Blob(a.as_binary::<i32>().value(i).to_vec())),
-            "date" => Ok(CqlValue::Date(CqlDate((a.as_primitive::<Date32Type>().value(i) as i64 + (1i64 << 31)) as u32))),
+            "date" => Ok(CqlValue::Date(CqlDate(
+                (a.as_primitive::<Date32Type>().value(i) as i64 + (1i64 << 31)) as u32,
+            ))),
             _ => unreachable!("checked above"),
         };
         out.push(v.map(Some));

@@ -30,7 +30,11 @@ impl Connected {
         if let Some(p) = self.prepared.lock().get(cql) {
             return Ok(p.clone());
         }
-        let p = self.session.prepare(cql).await.map_err(|e| format!("preparing `{cql}`: {e}"))?;
+        let p = self
+            .session
+            .prepare(cql)
+            .await
+            .map_err(|e| format!("preparing `{cql}`: {e}"))?;
         self.prepared.lock().insert(cql.to_string(), p.clone());
         Ok(p)
     }
@@ -46,11 +50,16 @@ pub async fn connect(conn: &SinkConnection) -> Result<Arc<Connected>, String> {
         if let (Some(u), Some(p)) = (&conn.username, &conn.password) {
             b = b.user(u, p);
         }
-        let session = b
-            .build()
-            .await
-            .map_err(|e| format!("cannot connect to Cassandra at {}: {e}", conn.contact_points.join(",")))?;
-        Ok(Arc::new(Connected { session, prepared: Mutex::new(HashMap::new()) }))
+        let session = b.build().await.map_err(|e| {
+            format!(
+                "cannot connect to Cassandra at {}: {e}",
+                conn.contact_points.join(",")
+            )
+        })?;
+        Ok(Arc::new(Connected {
+            session,
+            prepared: Mutex::new(HashMap::new()),
+        }))
     })
     .await
     .cloned()

@@ -7,7 +7,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -15,7 +17,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::{StreamExt, TryStreamExt};
 use scylla::value::{CqlTimestamp, CqlValue};
 
@@ -40,7 +44,11 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     pub fn insert_cql(&self) -> String {
-        let names: Vec<String> = self.columns.iter().map(|c| format!("\"{}\"", c.0)).collect();
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.0))
+            .collect();
         let marks = vec!["?"; names.len()].join(", ");
         format!(
             "INSERT INTO {}.{} ({}) VALUES ({marks}) USING TIMESTAMP ?",
@@ -80,7 +88,9 @@ pub struct CassandraSinkExec {
 
 impl fmt::Debug for CassandraSinkExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CassandraSinkExec").field("config", &self.config).finish()
+        f.debug_struct("CassandraSinkExec")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -93,7 +103,11 @@ impl CassandraSinkExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self { input, config, properties }
+        Self {
+            input,
+            config,
+            properties,
+        }
     }
     pub fn config(&self) -> &Arc<SinkConfig> {
         &self.config
@@ -102,7 +116,11 @@ impl CassandraSinkExec {
 
 impl DisplayAs for CassandraSinkExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "CassandraSinkExec: {}.{} batch={}", self.config.keyspace, self.config.table, self.config.batch_id)
+        write!(
+            f,
+            "CassandraSinkExec: {}.{} batch={}",
+            self.config.keyspace, self.config.table, self.config.batch_id
+        )
     }
 }
 
@@ -128,24 +146,40 @@ impl ExecutionPlan for CassandraSinkExec {
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
         vec![false]
     }
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let [child] = <[_; 1]>::try_from(children)
             .map_err(|_| DataFusionError::Internal("CassandraSinkExec takes one child".into()))?;
         Ok(Arc::new(CassandraSinkExec::new(child, self.config.clone())))
     }
 
-    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        ctx: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, ctx)?;
         let config = self.config.clone();
         let scan_plan = self.input.clone();
         let fut = async move {
             let started = Instant::now();
-            let conn = connect(&config.connection).await.map_err(DataFusionError::Execution)?;
+            let conn = connect(&config.connection)
+                .await
+                .map_err(DataFusionError::Execution)?;
             let (rows_out, sink_dead) = write_rows(&config, &conn, input).await?;
-            let report = find_scan(&scan_plan).and_then(|s| s.take_report(partition)).unwrap_or_default();
+            let report = find_scan(&scan_plan)
+                .and_then(|s| s.take_report(partition))
+                .unwrap_or_default();
             let mut dead = report.dead;
             let (topic, part, from, until) = match report.ranges.first() {
-                Some(r) => (r.topic.clone(), r.partition, r.from, report.ranges.last().map_or(r.until, |l| l.until)),
+                Some(r) => (
+                    r.topic.clone(),
+                    r.partition,
+                    r.from,
+                    report.ranges.last().map_or(r.until, |l| l.until),
+                ),
                 None => (String::new(), -1, 0, 0),
             };
             dead.extend(sink_dead.into_iter().map(|(offset, reason)| DeadLetter {
@@ -165,11 +199,16 @@ impl ExecutionPlan for CassandraSinkExec {
                 Arc::new(UInt64Array::from(vec![report.rows_in])),
                 Arc::new(UInt64Array::from(vec![rows_out])),
                 Arc::new(UInt64Array::from(vec![dead.len() as u64])),
-                Arc::new(UInt64Array::from(vec![started.elapsed().as_millis() as u64])),
+                Arc::new(UInt64Array::from(
+                    vec![started.elapsed().as_millis() as u64],
+                )),
             ];
             Ok(RecordBatch::try_new(report_schema(), cols)?)
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(report_schema(), futures::stream::once(fut))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            report_schema(),
+            futures::stream::once(fut),
+        )))
     }
 }
 
@@ -190,7 +229,10 @@ async fn write_rows(
     conn: &Arc<Connected>,
     mut input: SendableRecordBatchStream,
 ) -> Result<(u64, Vec<(i64, String)>)> {
-    let insert = conn.prepare(&config.insert_cql()).await.map_err(DataFusionError::Execution)?;
+    let insert = conn
+        .prepare(&config.insert_cql())
+        .await
+        .map_err(DataFusionError::Execution)?;
     let mut written = 0u64;
     let mut dead = Vec::new();
     while let Some(batch) = input.next().await {
@@ -201,7 +243,10 @@ async fn write_rows(
             let insert = &insert;
             async move {
                 values.push(Some(CqlValue::BigInt(ts)));
-                with_retries(config.max_retries, || conn.session.execute_unpaged(insert, &values)).await
+                with_retries(config.max_retries, || {
+                    conn.session.execute_unpaged(insert, &values)
+                })
+                .await
             }
         }))
         .buffer_unordered(config.concurrency.max(1))
@@ -212,13 +257,19 @@ async fn write_rows(
     Ok((written, dead))
 }
 
-fn to_rows(config: &SinkConfig, batch: &RecordBatch, dead: &mut Vec<(i64, String)>) -> Result<Vec<Row>> {
+fn to_rows(
+    config: &SinkConfig,
+    batch: &RecordBatch,
+    dead: &mut Vec<(i64, String)>,
+) -> Result<Vec<Row>> {
     let n = batch.num_rows();
     let hidden = |name: &str| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
-            .ok_or_else(|| DataFusionError::Internal(format!("sink input lacks hidden column {name}")))
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!("sink input lacks hidden column {name}"))
+            })
     };
     let write_ts = hidden(WRITE_TS_COLUMN)?;
     let offsets = hidden(OFFSET_COLUMN)?;
@@ -246,11 +297,18 @@ fn to_rows(config: &SinkConfig, batch: &RecordBatch, dead: &mut Vec<(i64, String
     Ok(rows)
 }
 
-async fn write_dead_letters(config: &SinkConfig, conn: &Arc<Connected>, dead: &[DeadLetter]) -> Result<()> {
+async fn write_dead_letters(
+    config: &SinkConfig,
+    conn: &Arc<Connected>,
+    dead: &[DeadLetter],
+) -> Result<()> {
     if dead.is_empty() {
         return Ok(());
     }
-    let stmt = conn.prepare(&config.dead_letter_cql()).await.map_err(DataFusionError::Execution)?;
+    let stmt = conn
+        .prepare(&config.dead_letter_cql())
+        .await
+        .map_err(DataFusionError::Execution)?;
     let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
     let rows: Vec<_> = dead
         .iter()
@@ -269,7 +327,10 @@ async fn write_dead_letters(config: &SinkConfig, conn: &Arc<Connected>, dead: &[
         .collect();
     let stmt = &stmt;
     futures::stream::iter(rows.into_iter().map(|values| async move {
-        with_retries(config.max_retries, || conn.session.execute_unpaged(stmt, &values)).await
+        with_retries(config.max_retries, || {
+            conn.session.execute_unpaged(stmt, &values)
+        })
+        .await
     }))
     .buffer_unordered(config.concurrency.max(1))
     .try_collect::<Vec<()>>()
@@ -296,7 +357,10 @@ where
                 attempt += 1;
             }
             Err(e) => {
-                return Err(DataFusionError::Execution(format!("write failed after {} attempts: {e}", attempt + 1)));
+                return Err(DataFusionError::Execution(format!(
+                    "write failed after {} attempts: {e}",
+                    attempt + 1
+                )));
             }
         }
     }

@@ -21,7 +21,11 @@ const POOL_MAX_PER_KEY: usize = 16;
 static POOL: LazyLock<Mutex<HashMap<String, Vec<BaseConsumer>>>> = LazyLock::new(Default::default);
 
 /// librdkafka settings for Ember's range reads; user `kafka.*` options win.
-pub fn consumer_config(bootstrap: &str, job: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+pub fn consumer_config(
+    bootstrap: &str,
+    job: &str,
+    options: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
         // librdkafka refuses an assign-only consumer without a group id.
@@ -50,14 +54,22 @@ pub struct PooledConsumer {
 }
 
 impl PooledConsumer {
-    pub fn get(bootstrap: &str, job: &str, options: &BTreeMap<String, String>) -> KafkaResult<Self> {
+    pub fn get(
+        bootstrap: &str,
+        job: &str,
+        options: &BTreeMap<String, String>,
+    ) -> KafkaResult<Self> {
         let key = pool_key(bootstrap, job, options);
         let pooled = POOL.lock().get_mut(&key).and_then(|v| v.pop());
         let consumer = match pooled {
             Some(c) => c,
             None => consumer_config(bootstrap, job, options).create()?,
         };
-        Ok(Self { key, consumer: Some(consumer), broken: false })
+        Ok(Self {
+            key,
+            consumer: Some(consumer),
+            broken: false,
+        })
     }
 
     pub fn consumer(&self) -> &BaseConsumer {
@@ -100,7 +112,7 @@ pub fn watermarks(
             .find(|t| t.name() == topic)
             .ok_or_else(|| format!("topic {topic:?} is not in the broker's metadata"))?;
         if let Some(err) = t.error() {
-            return Err(format!("topic {topic:?}: {:?}", rdkafka::types::RDKafkaRespErr::from(err)));
+            return Err(format!("topic {topic:?}: {:?}", err));
         }
         if t.partitions().is_empty() {
             return Err(format!("topic {topic:?} does not exist (no partitions)"));
@@ -109,7 +121,10 @@ pub fn watermarks(
             let (lo, hi) = consumer
                 .fetch_watermarks(topic, p.id(), timeout)
                 .map_err(|e| format!("cannot read offsets of {topic}/{}: {e}", p.id()))?;
-            let tp = TopicPartition { topic: topic.clone(), partition: p.id() };
+            let tp = TopicPartition {
+                topic: topic.clone(),
+                partition: p.id(),
+            };
             low.insert(tp.clone(), lo);
             high.insert(tp, hi);
         }

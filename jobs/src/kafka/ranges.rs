@@ -40,7 +40,11 @@ impl OffsetRange {
 /// With a cap, each partition gets `cap × its backlog / total backlog`
 /// (rounded down, at least 1 while it has backlog), then the remainder goes
 /// to the largest backlogs, so the sum is exactly the cap.
-pub fn plan_ranges(start: &PartitionOffsets, latest: &PartitionOffsets, max_offsets: Option<u64>) -> Vec<OffsetRange> {
+pub fn plan_ranges(
+    start: &PartitionOffsets,
+    latest: &PartitionOffsets,
+    max_offsets: Option<u64>,
+) -> Vec<OffsetRange> {
     let backlog: Vec<(&TopicPartition, i64, u64)> = latest
         .iter()
         .filter_map(|(tp, &end)| {
@@ -115,28 +119,58 @@ mod tests {
     use super::*;
 
     fn offs(v: &[(i32, i64)]) -> PartitionOffsets {
-        v.iter().map(|&(p, o)| (TopicPartition { topic: "t".into(), partition: p }, o)).collect()
+        v.iter()
+            .map(|&(p, o)| {
+                (
+                    TopicPartition {
+                        topic: "t".into(),
+                        partition: p,
+                    },
+                    o,
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn uncapped_takes_everything() {
         let r = plan_ranges(&offs(&[(0, 5), (1, 0)]), &offs(&[(0, 10), (1, 0)]), None);
-        assert_eq!(r, vec![OffsetRange { topic: "t".into(), partition: 0, from: 5, until: 10 }]);
+        assert_eq!(
+            r,
+            vec![OffsetRange {
+                topic: "t".into(),
+                partition: 0,
+                from: 5,
+                until: 10
+            }]
+        );
     }
 
     #[test]
     fn cap_is_split_by_backlog_and_exact() {
-        let r = plan_ranges(&offs(&[(0, 0), (1, 0), (2, 0)]), &offs(&[(0, 600), (1, 300), (2, 100)]), Some(100));
+        let r = plan_ranges(
+            &offs(&[(0, 0), (1, 0), (2, 0)]),
+            &offs(&[(0, 600), (1, 300), (2, 100)]),
+            Some(100),
+        );
         let lens: Vec<u64> = r.iter().map(|r| r.len()).collect();
         assert_eq!(lens, vec![60, 30, 10]);
-        let r = plan_ranges(&offs(&[(0, 0), (1, 0), (2, 0)]), &offs(&[(0, 7), (1, 7), (2, 7)]), Some(10));
+        let r = plan_ranges(
+            &offs(&[(0, 0), (1, 0), (2, 0)]),
+            &offs(&[(0, 7), (1, 7), (2, 7)]),
+            Some(10),
+        );
         assert_eq!(r.iter().map(|r| r.len()).sum::<u64>(), 10);
         assert!(r.iter().all(|r| r.len() >= 3));
     }
 
     #[test]
     fn tiny_backlogs_still_progress() {
-        let r = plan_ranges(&offs(&[(0, 0), (1, 0)]), &offs(&[(0, 1_000_000), (1, 1)]), Some(10));
+        let r = plan_ranges(
+            &offs(&[(0, 0), (1, 0)]),
+            &offs(&[(0, 1_000_000), (1, 1)]),
+            Some(10),
+        );
         assert_eq!(r.iter().map(|r| r.len()).sum::<u64>(), 10);
         assert_eq!(r[1].len(), 1);
     }

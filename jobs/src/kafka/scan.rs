@@ -14,18 +14,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rdkafka::consumer::Consumer;
@@ -60,7 +62,11 @@ pub fn kafka_source_schema(decoder: Option<&ValueDecoder>) -> SchemaRef {
         Field::new("topic", DataType::Utf8, false),
         Field::new("partition", DataType::Int32, false),
         Field::new("offset", DataType::Int64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("timestampType", DataType::Int32, false),
     ];
     if let Some(d) = decoder {
@@ -99,7 +105,11 @@ pub fn ranges_exec(ranges: &[OffsetRange]) -> Result<Arc<dyn ExecutionPlan>> {
             .map(|b| vec![b])
         })
         .collect::<std::result::Result<_, _>>()?;
-    let partitions = if partitions.is_empty() { vec![vec![]] } else { partitions };
+    let partitions = if partitions.is_empty() {
+        vec![vec![]]
+    } else {
+        partitions
+    };
     Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)
 }
 
@@ -144,12 +154,19 @@ pub struct KafkaScanExec {
 
 impl fmt::Debug for KafkaScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaScanExec").field("config", &self.config).field("projection", &self.projection).finish()
+        f.debug_struct("KafkaScanExec")
+            .field("config", &self.config)
+            .field("projection", &self.projection)
+            .finish()
     }
 }
 
 impl KafkaScanExec {
-    pub fn new(ranges: Arc<dyn ExecutionPlan>, config: Arc<KafkaScanConfig>, projection: Option<Vec<usize>>) -> Result<Self> {
+    pub fn new(
+        ranges: Arc<dyn ExecutionPlan>,
+        config: Arc<KafkaScanConfig>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
         let full_schema = kafka_source_schema(config.decoder.as_ref());
         let schema = match &projection {
             Some(p) => Arc::new(full_schema.project(p)?),
@@ -162,7 +179,14 @@ impl KafkaScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self { ranges, config, full_schema, projection, properties, reports: Default::default() })
+        Ok(Self {
+            ranges,
+            config,
+            full_schema,
+            projection,
+            properties,
+            reports: Default::default(),
+        })
     }
 
     pub fn config(&self) -> &Arc<KafkaScanConfig> {
@@ -179,7 +203,11 @@ impl KafkaScanExec {
 
 impl DisplayAs for KafkaScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "KafkaScanExec: job={} brokers={}", self.config.job, self.config.bootstrap_servers)
+        write!(
+            f,
+            "KafkaScanExec: job={} brokers={}",
+            self.config.job, self.config.bootstrap_servers
+        )
     }
 }
 
@@ -199,13 +227,24 @@ impl ExecutionPlan for KafkaScanExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let [child] = <[_; 1]>::try_from(children)
             .map_err(|_| DataFusionError::Internal("KafkaScanExec takes one child".into()))?;
-        Ok(Arc::new(KafkaScanExec::new(child, self.config.clone(), self.projection.clone())?))
+        Ok(Arc::new(KafkaScanExec::new(
+            child,
+            self.config.clone(),
+            self.projection.clone(),
+        )?))
     }
 
-    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        ctx: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let mut ranges_stream = self.ranges.execute(partition, ctx)?;
         let config = self.config.clone();
         let full_schema = self.full_schema.clone();
@@ -223,13 +262,23 @@ impl ExecutionPlan for KafkaScanExec {
                     }
                 }
             }
-            let mut report = ScanReport { ranges: ranges.clone(), ..Default::default() };
+            let mut report = ScanReport {
+                ranges: ranges.clone(),
+                ..Default::default()
+            };
             for range in ranges {
-                let (cfg, schema, proj, tx2) = (config.clone(), full_schema.clone(), projection.clone(), tx.clone());
-                let res = tokio::task::spawn_blocking(move || read_range(&cfg, &range, &schema, proj.as_deref(), &tx2))
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-                    .and_then(|r| r);
+                let (cfg, schema, proj, tx2) = (
+                    config.clone(),
+                    full_schema.clone(),
+                    projection.clone(),
+                    tx.clone(),
+                );
+                let res = tokio::task::spawn_blocking(move || {
+                    read_range(&cfg, &range, &schema, proj.as_deref(), &tx2)
+                })
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))
+                .and_then(|r| r);
                 match res {
                     Ok((n, dead)) => {
                         report.rows_in += n;
@@ -244,20 +293,35 @@ impl ExecutionPlan for KafkaScanExec {
             reports.lock().insert(partition, report);
         });
         let schema = self.properties.eq_properties.schema().clone();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, tokio_stream_of(rx))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            tokio_stream_of(rx),
+        )))
     }
 }
 
-fn tokio_stream_of(mut rx: mpsc::Receiver<Result<RecordBatch>>) -> impl futures::Stream<Item = Result<RecordBatch>> {
+fn tokio_stream_of(
+    mut rx: mpsc::Receiver<Result<RecordBatch>>,
+) -> impl futures::Stream<Item = Result<RecordBatch>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
-    let err = || DataFusionError::Internal("KafkaScanExec: ranges child has an unexpected schema".into());
+    let err =
+        || DataFusionError::Internal("KafkaScanExec: ranges child has an unexpected schema".into());
     let topic = b.column(0).as_string_opt::<i32>().ok_or_else(err)?;
-    let part = b.column(1).as_primitive_opt::<Int32Type>().ok_or_else(err)?;
-    let from = b.column(2).as_primitive_opt::<Int64Type>().ok_or_else(err)?;
-    let until = b.column(3).as_primitive_opt::<Int64Type>().ok_or_else(err)?;
+    let part = b
+        .column(1)
+        .as_primitive_opt::<Int32Type>()
+        .ok_or_else(err)?;
+    let from = b
+        .column(2)
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(err)?;
+    let until = b
+        .column(3)
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(err)?;
     Ok((0..b.num_rows())
         .map(|i| OffsetRange {
             topic: topic.value(i).to_string(),
@@ -290,11 +354,21 @@ fn read_range(
     }
     let ext = |e: String| DataFusionError::Execution(e);
     let mut pooled = PooledConsumer::get(&cfg.bootstrap_servers, &cfg.job, &cfg.consumer_options)
-        .map_err(|e| ext(format!("cannot create a Kafka consumer for {}: {e}", cfg.bootstrap_servers)))?;
+        .map_err(|e| {
+        ext(format!(
+            "cannot create a Kafka consumer for {}: {e}",
+            cfg.bootstrap_servers
+        ))
+    })?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(range.from))
         .map_err(|e| ext(e.to_string()))?;
-    pooled.consumer().assign(&tpl).map_err(|e| ext(format!("cannot assign {}/{}: {e}", range.topic, range.partition)))?;
+    pooled.consumer().assign(&tpl).map_err(|e| {
+        ext(format!(
+            "cannot assign {}/{}: {e}",
+            range.topic, range.partition
+        ))
+    })?;
 
     let mut next = range.from;
     let mut rows_in = 0u64;
@@ -319,10 +393,17 @@ fn read_range(
             Some(Err(e)) => {
                 // Transient broker errors are retried by librdkafka; keep
                 // polling until the timeout says otherwise.
-                tracing::debug!("kafka poll error on {}/{}: {e}", range.topic, range.partition);
+                tracing::debug!(
+                    "kafka poll error on {}/{}: {e}",
+                    range.topic,
+                    range.partition
+                );
                 if last_progress.elapsed() > cfg.fetch_timeout {
                     pooled.broken = true;
-                    return Err(ext(format!("reading {}/{} at offset {next}: {e}", range.topic, range.partition)));
+                    return Err(ext(format!(
+                        "reading {}/{} at offset {next}: {e}",
+                        range.topic, range.partition
+                    )));
                 }
                 continue;
             }
@@ -335,7 +416,11 @@ fn read_range(
         }
         if off > next && next == range.from {
             // The range's first offsets are gone (retention, compaction).
-            tracing::warn!("{}/{}: offsets {next}..{off} are not available", range.topic, range.partition);
+            tracing::warn!(
+                "{}/{}: offsets {next}..{off} are not available",
+                range.topic,
+                range.partition
+            );
         }
         if off >= range.until {
             break;
@@ -347,9 +432,22 @@ fn read_range(
             rdkafka::Timestamp::CreateTime(t) => (Some(t), 0),
             rdkafka::Timestamp::LogAppendTime(t) => (Some(t), 1),
         };
-        chunk.push(Rec { key: msg.key().map(<[u8]>::to_vec), value: msg.payload().map(<[u8]>::to_vec), offset: off, ts, ts_type });
+        chunk.push(Rec {
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
+            offset: off,
+            ts,
+            ts_type,
+        });
         if chunk.len() >= CHUNK_ROWS {
-            let batch = build_batch(cfg, range, std::mem::take(&mut chunk), schema, projection, &mut dead)?;
+            let batch = build_batch(
+                cfg,
+                range,
+                std::mem::take(&mut chunk),
+                schema,
+                projection,
+                &mut dead,
+            )?;
             if tx.blocking_send(Ok(batch)).is_err() {
                 return Ok((rows_in, dead)); // the consumer of the stream went away
             }
@@ -399,7 +497,12 @@ fn build_batch(
                 for (i, reason) in bad {
                     dead_letter(&kept[i], reason);
                 }
-                kept = kept.into_iter().enumerate().filter(|(i, _)| !bad_idx.contains(i)).map(|(_, r)| r).collect();
+                kept = kept
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !bad_idx.contains(i))
+                    .map(|(_, r)| r)
+                    .collect();
             }
             recs = kept;
             Some(match arr {
@@ -446,7 +549,9 @@ fn build_batch(
         } else if n == 0 {
             arrow::array::new_empty_array(schema.field(7).data_type())
         } else {
-            return Err(DataFusionError::Internal("decoded rows do not line up with records".into()));
+            return Err(DataFusionError::Internal(
+                "decoded rows do not line up with records".into(),
+            ));
         };
         cols.push(d);
     }
