@@ -565,6 +565,13 @@ mod tests {
     }
 
     #[test]
+    fn compose_spec_parses_and_points_at_compose_services() {
+        let s = JobSpec::parse(include_str!("../users_created.compose.toml")).unwrap();
+        assert_eq!(s.source.bootstrap_servers, "kafka:9092");
+        assert_eq!(s.sink.contact_points, vec!["cassandra:9042"]);
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let bad = GOOD.replace("maxOffsetsPerTrigger", "maxOffsetsPerTriger");
         let e = JobSpec::parse(&bad).unwrap_err().to_string();
