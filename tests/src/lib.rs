@@ -59,8 +59,13 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{n:016x}")
 }
 
-/// Creates a topic through tansu's CLI (tansu does not auto-create).
+/// Creates a topic on the shared broker (tansu does not auto-create).
 pub fn create_topic(name: &str, partitions: u32) -> Result<()> {
+    create_topic_at(&kafka(), name, partitions)
+}
+
+/// Creates a topic through tansu's CLI on the broker at `brokers`.
+pub fn create_topic_at(brokers: &str, name: &str, partitions: u32) -> Result<()> {
     let tansu = env(
         "EMBER_TANSU",
         &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")),
@@ -73,7 +78,7 @@ pub fn create_topic(name: &str, partitions: u32) -> Result<()> {
             "--partitions",
             &partitions.to_string(),
             "--broker",
-            &format!("tcp://{}", kafka()),
+            &format!("tcp://{brokers}"),
         ])
         .output()
         .with_context(|| format!("running {tansu}"))?;
@@ -715,28 +720,7 @@ impl PrivateServers {
         wait_port(self.cql_port).await
     }
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        let tansu = env(
-            "EMBER_TANSU",
-            &format!("{}/.cache/ember/tools/bin/tansu", env("HOME", "/root")),
-        );
-        let out = Command::new(&tansu)
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-                "--broker",
-                &format!("tcp://{}", self.kafka()),
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "creating topic {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        create_topic_at(&self.kafka(), name, partitions)
     }
 }
 
