@@ -97,6 +97,38 @@ async fn cli_submits_lists_shows_and_stops_jobs() -> anyhow::Result<()> {
     std::fs::write(&spec_path, reference_spec("cli", &topic, &ks, "", ""))?;
     let (ok, out, err) = ember(&cluster, &["submit", &spec]);
     assert!(ok && out.trim() == "job cli resumed", "{out} {err}");
+    // --reset forgets the checkpoint: the job reads the topic again from startingOffsets.
+    cluster
+        .wait_job(
+            "cli",
+            Duration::from_secs(60),
+            "resumed with nothing new",
+            |d| d.summary.as_ref().is_some_and(|s| s.state == "running"),
+        )
+        .await?;
+    let (ok, out, err) = ember(&cluster, &["submit", "--reset", &spec]);
+    assert!(ok && out.trim() == "job cli reset", "{out} {err}");
+    let d = cluster
+        .wait_job(
+            "cli",
+            Duration::from_secs(120),
+            "1,000 rows read again",
+            |d| {
+                d.summary
+                    .as_ref()
+                    .is_some_and(|s| s.rows_in == 1_000 && s.total_lag == 0)
+            },
+        )
+        .await?;
+    assert_eq!(
+        d.batches.last().map(|b| b.batch_id),
+        Some(0),
+        "batch numbering starts again"
+    );
+    assert_eq!(
+        count(&cql_session().await?, &format!("{ks}.created_users")).await?,
+        1_000
+    );
     let (ok, _, err) = ember(&cluster, &["job", "nope"]);
     assert!(!ok && err.contains("no job named nope"), "{err}");
     Ok(())
