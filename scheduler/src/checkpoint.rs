@@ -20,7 +20,8 @@ pub struct JobMeta {
     pub state: String,
     pub created_at: String,
     /// Where the job started, resolved once (so `latest` means the latest at
-    /// the first submission, not at every restart).
+    /// the first submission, not at every restart), advanced past batches
+    /// whose logs were purged.
     pub start_offsets: Vec<(TopicPartition, i64)>,
 }
 
@@ -164,6 +165,37 @@ impl Checkpoint {
         batch_ids(&self.dir.join("commits"))
     }
 
+    /// Keeps the last `keep` committed batches, as Spark's
+    /// `minBatchesToRetain`. The ends of the purged batches are folded into
+    /// the job's base offsets first, so a crash between the two steps leaves
+    /// a checkpoint that still resolves to the same offsets.
+    pub fn purge(&self, meta: &mut JobMeta, keep: usize) -> Result<usize> {
+        let ids = self.committed_ids();
+        if ids.len() <= keep {
+            return Ok(0);
+        }
+        let old = &ids[..ids.len() - keep];
+        let mut base: PartitionOffsets = meta.start_offsets.iter().cloned().collect();
+        for id in old {
+            for r in self.read_offsets(*id)?.ranges {
+                let e = base
+                    .entry(TopicPartition {
+                        topic: r.topic,
+                        partition: r.partition,
+                    })
+                    .or_insert(r.until);
+                *e = (*e).max(r.until);
+            }
+        }
+        meta.start_offsets = base.into_iter().collect();
+        self.write_meta(meta)?;
+        for id in old {
+            let _ = fs::remove_file(self.dir.join("commits").join(id.to_string()));
+            let _ = fs::remove_file(self.dir.join("offsets").join(id.to_string()));
+        }
+        Ok(old.len())
+    }
+
     /// Where the next batch starts: the end of every committed range over
     /// the job's start offsets.
     pub fn committed_offsets(&self, meta: &JobMeta) -> Result<PartitionOffsets> {
@@ -180,5 +212,61 @@ impl Checkpoint {
             }
         }
         Ok(offs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(p: i32, from: i64, until: i64) -> OffsetRange {
+        OffsetRange {
+            topic: "t".into(),
+            partition: p,
+            from,
+            until,
+        }
+    }
+
+    #[test]
+    fn purge_keeps_the_resolved_offsets_and_the_last_batches() {
+        let dir = std::env::temp_dir().join(format!("ember-cp-{}", std::process::id()));
+        let cp = Checkpoint::open(&dir, "j").unwrap();
+        let tp = |p| TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        };
+        let mut meta = JobMeta {
+            name: "j".into(),
+            state: "running".into(),
+            created_at: String::new(),
+            start_offsets: vec![(tp(0), 0), (tp(1), 0)],
+        };
+        // Partition 1 only has data in the first batch.
+        for id in 0..10u64 {
+            let mut ranges = vec![range(0, id as i64 * 10, id as i64 * 10 + 10)];
+            if id == 0 {
+                ranges.push(range(1, 0, 7));
+            }
+            cp.write_offsets(&OffsetsEntry {
+                batch_id: id,
+                ranges,
+                planned_at: String::new(),
+            })
+            .unwrap();
+            cp.write_commit(&BatchInfo {
+                batch_id: id,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let before = cp.committed_offsets(&meta).unwrap();
+        assert_eq!(cp.purge(&mut meta, 3).unwrap(), 7);
+        assert_eq!(cp.committed_ids(), vec![7, 8, 9]);
+        assert_eq!(cp.committed_offsets(&meta).unwrap(), before);
+        assert_eq!(before[&tp(1)], 7);
+        assert_eq!(before[&tp(0)], 100);
+        assert_eq!(cp.next_batch_id(), 10);
+        let _ = fs::remove_dir_all(&dir);
     }
 }

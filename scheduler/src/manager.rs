@@ -37,6 +37,8 @@ use crate::checkpoint::{Checkpoint, JobMeta, OffsetsEntry};
 
 const HISTORY_POINTS: usize = 300;
 const BATCHES_KEPT: usize = 50;
+/// Batch logs kept in the checkpoint (Spark's minBatchesToRetain).
+const BATCHES_RETAINED: usize = 100;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Live state of one job, read by the APIs.
