@@ -1,0 +1,244 @@
+//! The Postgres staging table (transactional outbox). Every fetched page is
+//! written in one transaction; rows carry `produced_at` and the Kafka
+//! partition/offset once the broker has acknowledged them, so a crash or a
+//! broker outage leaves unsent rows staged for the producer loop.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{Client, NoTls};
+use tracing::error;
+use uuid::Uuid;
+
+use crate::record::User;
+
+/// Connects and drives the connection on a background task.
+pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            error!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Names of the staging table and its batch table. The name is validated as
+/// a plain identifier (`cli::sql_ident`) before it gets here.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub staging: String,
+    pub batches: String,
+}
+
+impl Tables {
+    pub fn new(staging: &str) -> Self {
+        Tables {
+            staging: staging.to_string(),
+            batches: format!("{staging}_batches"),
+        }
+    }
+}
+
+/// Creates the schema if missing. Serialised with an advisory lock because
+/// concurrent `CREATE TABLE IF NOT EXISTS` can still collide in Postgres.
+pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("ember_ingest:{}", t.staging)],
+    )
+    .await?;
+    let (s, b) = (&t.staging, &t.batches);
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {b} (
+            id uuid PRIMARY KEY,
+            source text NOT NULL,
+            requested integer NOT NULL,
+            seed bigint,
+            fetched integer NOT NULL DEFAULT 0,
+            state text NOT NULL,
+            error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE IF NOT EXISTS {s} (
+            seq bigserial PRIMARY KEY,
+            batch_id uuid NOT NULL,
+            record_id uuid NOT NULL,
+            record jsonb NOT NULL,
+            fetched_at timestamptz NOT NULL,
+            staged_at timestamptz NOT NULL DEFAULT now(),
+            produced_at timestamptz,
+            topic text,
+            kafka_partition integer,
+            kafka_offset bigint,
+            replay_count integer NOT NULL DEFAULT 0,
+            replayed_at timestamptz);
+        CREATE INDEX IF NOT EXISTS {s}_unproduced ON {s} (seq) WHERE produced_at IS NULL;
+        CREATE INDEX IF NOT EXISTS {s}_batch ON {s} (batch_id);
+        CREATE INDEX IF NOT EXISTS {s}_fetched_at ON {s} (fetched_at);"
+    ))
+    .await?;
+    tx.commit().await
+}
+
+pub async fn create_batch(
+    client: &Client,
+    t: &Tables,
+    id: Uuid,
+    source: &str,
+    requested: i32,
+    seed: Option<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (id, source, requested, seed, state) VALUES ($1, $2, $3, $4, 'fetching')",
+                t.batches
+            ),
+            &[&id, &source, &requested, &seed],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stages one fetched page and bumps the batch's fetched count, atomically.
+pub async fn stage_page(
+    client: &mut Client,
+    t: &Tables,
+    batch: Uuid,
+    users: &[User],
+    fetched_at: DateTime<Utc>,
+) -> Result<u64, anyhow::Error> {
+    let mut ids = Vec::with_capacity(users.len());
+    let mut records = Vec::with_capacity(users.len());
+    for u in users {
+        ids.push(Uuid::parse_str(&u.id)?);
+        records.push(serde_json::to_value(u)?);
+    }
+    let tx = client.transaction().await?;
+    let n = tx
+        .execute(
+            &format!(
+                "INSERT INTO {} (batch_id, record_id, record, fetched_at)
+                 SELECT $1, r.id, r.rec, $4 FROM unnest($2::uuid[], $3::jsonb[]) AS r(id, rec)",
+                t.staging
+            ),
+            &[&batch, &ids, &records, &fetched_at],
+        )
+        .await?;
+    tx.execute(
+        &format!(
+            "UPDATE {} SET fetched = fetched + $2, updated_at = now() WHERE id = $1",
+            t.batches
+        ),
+        &[&batch, &i32::try_from(users.len())?],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+pub async fn finish_batch(
+    client: &Client,
+    t: &Tables,
+    batch: Uuid,
+    error: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let state = if error.is_some() { "failed" } else { "staged" };
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET state = $2, error = $3, updated_at = now() WHERE id = $1",
+                t.batches
+            ),
+            &[&batch, &state, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchStatus {
+    pub batch_id: Uuid,
+    pub source: String,
+    pub requested: i32,
+    pub fetched: i32,
+    pub staged: i64,
+    pub produced: i64,
+    /// fetching | staged (some rows not yet produced) | produced | failed
+    pub state: String,
+    pub error: Option<String>,
+}
+
+pub async fn batch_status(
+    client: &Client,
+    t: &Tables,
+    batch: Uuid,
+) -> Result<Option<BatchStatus>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT b.source, b.requested, b.fetched, b.state, b.error,
+                        count(s.seq), count(s.produced_at)
+                 FROM {b} b LEFT JOIN {s} s ON s.batch_id = b.id
+                 WHERE b.id = $1
+                 GROUP BY b.id",
+                b = t.batches,
+                s = t.staging
+            ),
+            &[&batch],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let stored: String = r.get(3);
+        let staged: i64 = r.get(5);
+        let produced: i64 = r.get(6);
+        // A failed fetch still has its staged rows produced; report "failed"
+        // so callers retry, but only once nothing it staged is pending.
+        let state = match stored.as_str() {
+            "staged" if produced == staged => "produced".to_string(),
+            _ => stored,
+        };
+        BatchStatus {
+            batch_id: batch,
+            source: r.get(0),
+            requested: r.get(1),
+            fetched: r.get(2),
+            staged,
+            produced,
+            state,
+            error: r.get(4),
+        }
+    }))
+}
+
+pub async fn backlog(client: &Client, t: &Tables) -> Result<i64, tokio_postgres::Error> {
+    let r = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE produced_at IS NULL",
+                t.staging
+            ),
+            &[],
+        )
+        .await?;
+    Ok(r.get(0))
+}
+
+/// A staged row as the producer sends it.
+#[derive(Debug, Clone)]
+pub struct StagedRow {
+    pub seq: i64,
+    pub record_id: Uuid,
+    pub payload: Vec<u8>,
+}
+
+/// The Kafka value for a stored record: re-serialised through `User` so the
+/// field order is the struct's (jsonb reorders keys), raw JSON otherwise.
+pub fn payload(record: &serde_json::Value) -> Vec<u8> {
+    match serde_json::from_value::<User>(record.clone()) {
+        Ok(u) => serde_json::to_vec(&u),
+        Err(_) => serde_json::to_vec(record),
+    }
+    .unwrap_or_default()
+}
