@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ember_api::{ExecutorList, JobDetail, JobSummary};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scylla::client::session::Session;
@@ -51,6 +51,16 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A free port whose next port is free too (an executor binds both).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// A name no other test's topic or keyspace starts with or is a prefix of.
@@ -212,8 +222,7 @@ impl Cluster {
 
     pub fn add_executor(&mut self) -> Result<()> {
         let i = self.executors.len();
-        let port = free_port();
-        let _ = free_port();
+        let port = free_port_pair();
         let p = spawn(
             &format!("executor-{i}"),
             "ember-executor",
@@ -270,7 +279,12 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        bail!("fewer than {n} executors registered")
+        let logs: Vec<String> = self
+            .executors
+            .iter()
+            .map(|e| format!("--- {}:\n{}", e.name, e.log_tail()))
+            .collect();
+        bail!("fewer than {n} executors registered\n{}", logs.join("\n"))
     }
 
     pub async fn executors_list(&self) -> Result<ExecutorList> {
@@ -397,29 +411,9 @@ pub fn reference_spec(
         .replace("[trigger]", &format!("[trigger]\n{trigger}"))
 }
 
-/// A user record as ember-ingest produces it.
-pub fn user(rng: &mut impl Rng, i: u64) -> Value {
-    const FIRST: [&str; 8] = [
-        "Ava", "Liam", "Noah", "Emma", "Mia", "Lucas", "Zoé", "Øyvind",
-    ];
-    const LAST: [&str; 6] = ["Smith", "García", "Müller", "Nguyen", "O'Brien", "Kowalski"];
-    let first = FIRST[rng.random_range(0..FIRST.len())];
-    let last = LAST[rng.random_range(0..LAST.len())];
-    let id = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
-    json!({
-        "id": id.to_string(),
-        "first_name": first,
-        "last_name": last,
-        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
-        "address": format!("{} Main Street, Springfield {}, Oregon, United States", rng.random_range(1..9999), i),
-        "post_code": if i.is_multiple_of(3) { json!(rng.random_range(10000..99999)) } else { json!(format!("K{}X", i)) },
-        "email": format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i),
-        "username": format!("user{i}"),
-        "dob": "1990-05-17T04:12:33.123Z",
-        "registered_date": "2015-02-01T10:00:00.000Z",
-        "phone": format!("(555) {:03}-{:04}", rng.random_range(0..999), rng.random_range(0..9999)),
-        "picture": format!("https://randomuser.me/api/portraits/med/women/{}.jpg", i % 99),
-    })
+/// The next user of ember-ingest's seeded generator, as it produces them.
+pub fn user(generator: &mut ember_ingest::generator::Generator) -> Value {
+    serde_json::to_value(generator.next_user()).expect("a user serialises")
 }
 
 pub fn producer() -> Result<FutureProducer> {
@@ -485,10 +479,8 @@ pub async fn produce_users_to(
     n: u64,
     seed: u64,
 ) -> Result<HashMap<String, Value>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let users: Vec<Value> = (0..n)
-        .map(|i| user(&mut rng, seed * 1_000_000 + i))
-        .collect();
+    let mut generator = ember_ingest::generator::Generator::new(seed);
+    let users: Vec<Value> = (0..n).map(|_| user(&mut generator)).collect();
     let msgs = users
         .iter()
         .map(|u| {
