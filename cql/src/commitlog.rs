@@ -113,14 +113,30 @@ struct Pending {
     buf: Vec<u8>,
     /// Sequence number of the last record appended to `buf`.
     seq: u64,
+    /// Periodic mode: an appender is writing `buf` out and keeps going until it is empty (so
+    /// whenever this is false, `buf` is empty).
+    writing: bool,
+    /// An empty buffer to swap with `buf` (keeps its capacity between writes).
+    spare: Vec<u8>,
     shutdown: bool,
+}
+
+/// The segment being written.
+struct Active {
+    file: File,
+    segment: u64,
+    size: u64,
+    /// Written since the last fsync.
+    dirty: bool,
 }
 
 pub struct CommitLog {
     pending: Mutex<Pending>,
     wake: Condvar,
+    active: Mutex<Active>,
     durable: watch::Sender<u64>,
     mode: SyncMode,
+    max_segment_bytes: u64,
 }
 
 /// Told by the log thread when a segment has been closed, so that a snapshot can be taken and
@@ -142,40 +158,154 @@ impl CommitLog {
             .append(true)
             .open(segment_path(dir, segment))?;
         File::open(dir)?.sync_all()?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let (durable, _) = watch::channel(0u64);
         let log = Arc::new(CommitLog {
             pending: Mutex::new(Pending {
                 buf: Vec::with_capacity(1 << 20),
                 seq: 0,
+                writing: false,
+                spare: Vec::with_capacity(1 << 20),
                 shutdown: false,
             }),
             wake: Condvar::new(),
+            active: Mutex::new(Active {
+                file,
+                segment,
+                size,
+                dirty: false,
+            }),
             durable,
             mode,
+            max_segment_bytes,
         });
         let l2 = log.clone();
         let dir = dir.to_path_buf();
         std::thread::Builder::new()
             .name("ember-cql-commitlog".into())
-            .spawn(move || {
-                l2.sync_loop(dir, file, segment, period, max_segment_bytes, on_rotate)
-            })?;
+            .spawn(move || l2.sync_loop(dir, period, on_rotate))?;
         Ok(log)
     }
 
     /// Appends an already-encoded record payload; returns its sequence number.
+    ///
+    /// In periodic mode the write(2) happens here, on the appender's thread, instead of a hop
+    /// to the log thread and back: the first appender to find no write in progress writes
+    /// everything pending (its own record and whatever others append meanwhile), the others
+    /// just wait for the watermark. Writes are small and go to the page cache.
     pub fn append(&self, payload: &[u8]) -> u64 {
         let mut p = self.pending.lock();
         frame_record(&mut p.buf, payload);
         p.seq += 1;
         let seq = p.seq;
+        if self.mode == SyncMode::Periodic {
+            if !p.writing {
+                p.writing = true;
+                let out = std::mem::take(&mut p.spare);
+                drop(p);
+                self.write_pending(out);
+            }
+            return seq;
+        }
         drop(p);
         self.wake.notify_one();
         seq
     }
 
+    /// Periodic mode, holding `writing`: writes `buf` until it is empty, publishing the
+    /// watermark after each write(2).
+    fn write_pending(&self, mut out: Vec<u8>) {
+        out.clear();
+        loop {
+            let mut p = self.pending.lock();
+            if p.buf.is_empty() {
+                p.writing = false;
+                p.spare = out;
+                return;
+            }
+            std::mem::swap(&mut p.buf, &mut out);
+            let seq = p.seq;
+            drop(p);
+            match self.write_out(&out) {
+                Ok(full) => {
+                    out.clear();
+                    self.durable.send_replace(seq);
+                    if full {
+                        self.wake.notify_one(); // the log thread rotates
+                    }
+                }
+                Err(e) => {
+                    // Acknowledging writes that are not in the log would be a lie: keep them
+                    // pending (their writers keep waiting) and retry.
+                    tracing::error!(error = %e, "commit log write failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                    let mut p = self.pending.lock();
+                    let mut rest = std::mem::take(&mut p.buf);
+                    std::mem::swap(&mut p.buf, &mut out);
+                    p.buf.append(&mut rest);
+                }
+            }
+        }
+    }
+
+    /// Writes to the active segment; returns whether it has reached its size limit.
+    fn write_out(&self, data: &[u8]) -> io::Result<bool> {
+        let mut a = self.active.lock();
+        a.file.write_all(data)?;
+        a.size += data.len() as u64;
+        a.dirty = true;
+        Ok(a.size >= self.max_segment_bytes)
+    }
+
+    /// fsyncs the active segment if anything was written since the last fsync. The fsync runs
+    /// on a duplicate handle, outside the lock, so appenders are not held up.
+    fn sync_active(&self) -> io::Result<()> {
+        let f = {
+            let mut a = self.active.lock();
+            if !a.dirty {
+                return Ok(());
+            }
+            let f = a.file.try_clone()?;
+            a.dirty = false;
+            f
+        };
+        f.sync_data()
+            .inspect_err(|_| self.active.lock().dirty = true)
+    }
+
+    /// Closes a full segment (after an fsync) and opens the next one.
+    fn rotate_if_full(&self, dir: &Path, on_rotate: &RotateHook) {
+        let mut a = self.active.lock();
+        if a.size < self.max_segment_bytes {
+            return;
+        }
+        if let Err(e) = a.file.sync_data() {
+            tracing::error!(error = %e, "commit log fsync before rotation failed; retrying later");
+            return;
+        }
+        a.dirty = false;
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(dir, a.segment + 1))
+        {
+            Ok(f) => {
+                a.file = f;
+                a.segment += 1;
+                a.size = 0;
+                let first_live = a.segment;
+                drop(a);
+                on_rotate(first_live);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot open new commit log segment"),
+        }
+    }
+
     /// Resolves when the record `seq` may be acknowledged under the sync policy.
     pub async fn wait_durable(&self, seq: u64) -> io::Result<()> {
+        if *self.durable.borrow() >= seq {
+            return Ok(());
+        }
         let mut rx = self.durable.subscribe();
         match rx.wait_for(|&d| d >= seq).await {
             Ok(_) => Ok(()),
@@ -188,16 +318,10 @@ impl CommitLog {
         self.wake.notify_one();
     }
 
-    fn sync_loop(
-        &self,
-        dir: PathBuf,
-        mut file: File,
-        mut segment: u64,
-        period: Duration,
-        max_segment_bytes: u64,
-        on_rotate: RotateHook,
-    ) {
-        let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    fn sync_loop(&self, dir: PathBuf, period: Duration, on_rotate: RotateHook) {
+        if self.mode == SyncMode::Periodic {
+            return self.periodic_loop(&dir, period, &on_rotate);
+        }
         let mut out = Vec::with_capacity(1 << 20);
         let mut last_sync = Instant::now()
             .checked_sub(period)
@@ -207,13 +331,10 @@ impl CommitLog {
             let (seq, shutdown) = {
                 let mut p = self.pending.lock();
                 while p.buf.is_empty() && !p.shutdown {
-                    if dirty && self.mode != SyncMode::Periodic {
+                    if dirty {
                         break; // retry a failed fsync
                     }
-                    let timed_out = self.wake.wait_for(&mut p, period).timed_out();
-                    if timed_out && dirty {
-                        break; // periodic fsync due
-                    }
+                    self.wake.wait_for(&mut p, period);
                 }
                 if self.mode == SyncMode::Group && !p.shutdown {
                     // At most one fsync per window: writes arriving meanwhile join the next
@@ -230,7 +351,7 @@ impl CommitLog {
                 (p.seq, p.shutdown)
             };
             if !out.is_empty() {
-                if let Err(e) = file.write_all(&out) {
+                if let Err(e) = self.write_out(&out) {
                     // Acknowledging writes that are not in the log would be a lie: keep them
                     // pending (their writers keep waiting) and retry.
                     tracing::error!(error = %e, "commit log write failed; retrying");
@@ -241,23 +362,12 @@ impl CommitLog {
                     p.buf.append(&mut rest);
                     continue;
                 }
-                size += out.len() as u64;
                 out.clear();
                 dirty = true;
             }
-            let sync_now = match self.mode {
-                SyncMode::Periodic => {
-                    // Periodic acknowledges once the OS has the bytes (survives a process
-                    // crash, not a power loss) and fsyncs every period.
-                    self.durable.send_replace(seq);
-                    dirty
-                        && (last_sync.elapsed() >= period || shutdown || size >= max_segment_bytes)
-                }
-                SyncMode::Group | SyncMode::Batch => dirty,
-            };
-            if sync_now {
+            if dirty {
                 last_sync = Instant::now();
-                match file.sync_data() {
+                match self.active.lock().file.sync_data() {
                     Ok(()) => dirty = false,
                     Err(e) => {
                         tracing::error!(error = %e, "commit log fsync failed; retrying");
@@ -265,28 +375,46 @@ impl CommitLog {
                         continue;
                     }
                 }
+                self.active.lock().dirty = false;
             }
-            if self.mode != SyncMode::Periodic && !dirty {
-                self.durable.send_replace(seq);
-            }
+            self.durable.send_replace(seq);
             if shutdown {
                 return;
             }
-            if size >= max_segment_bytes && !dirty {
-                match OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(segment_path(&dir, segment + 1))
-                {
-                    Ok(f) => {
-                        file = f;
-                        segment += 1;
-                        size = 0;
-                        on_rotate(segment);
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot open new commit log segment"),
+            self.rotate_if_full(&dir, &on_rotate);
+        }
+    }
+
+    /// Periodic mode: appenders write; this thread fsyncs every period, rotates full segments
+    /// and does a last fsync at shutdown.
+    fn periodic_loop(&self, dir: &Path, period: Duration, on_rotate: &RotateHook) {
+        let mut last_sync = Instant::now();
+        loop {
+            let shutdown = {
+                let mut p = self.pending.lock();
+                if !p.shutdown {
+                    let due = (last_sync + period).saturating_duration_since(Instant::now());
+                    self.wake.wait_for(&mut p, due);
+                }
+                p.shutdown
+            };
+            if shutdown {
+                // Let a write in progress finish, then make everything durable.
+                while self.pending.lock().writing {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if let Err(e) = self.sync_active() {
+                    tracing::error!(error = %e, "final commit log fsync failed");
+                }
+                return;
+            }
+            if last_sync.elapsed() >= period {
+                last_sync = Instant::now();
+                if let Err(e) = self.sync_active() {
+                    tracing::error!(error = %e, "commit log fsync failed; retrying");
                 }
             }
+            self.rotate_if_full(dir, on_rotate);
         }
     }
 }

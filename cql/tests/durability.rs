@@ -186,6 +186,9 @@ async fn kill_dash_nine_and_restart_keeps_acknowledged_writes() {
             "periodic",
             "--commitlog-sync-period-ms",
             "60000",
+            // Small segments: appenders write while the log thread rotates and compacts.
+            "--commitlog-segment-size-mb",
+            "1",
         ],
     );
     {
