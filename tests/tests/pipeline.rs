@@ -292,3 +292,24 @@ async fn available_now_drains_the_backlog_in_several_batches_then_finishes() -> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn once_runs_one_batch_of_everything_then_finishes() -> anyhow::Result<()> {
+    let topic = unique("e2e_once");
+    let ks = unique("ks_once");
+    create_topic(&topic, 4)?;
+    produce_users(&topic, 3_000, 5).await?;
+    let cluster = Cluster::start(1).await?;
+    // Like Spark's Trigger.Once, one batch of everything, whatever maxOffsetsPerTrigger says.
+    let spec = reference_spec("once", &topic, &ks, "", "once = true")
+        .replace("maxOffsetsPerTrigger = 100000", "maxOffsetsPerTrigger = 1000");
+    cluster.submit(&spec, false).await?;
+    let d = cluster
+        .wait_job("once", 2 * MIN, "finished", |d| {
+            d.summary.as_ref().is_some_and(|s| s.state == "finished")
+        })
+        .await?;
+    let s = d.summary.clone().unwrap_or_default();
+    assert_eq!((s.batches, s.rows_out), (1, 3_000));
+    Ok(())
+}
