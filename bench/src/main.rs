@@ -45,18 +45,34 @@ enum Scenario {
 }
 
 fn bin_dir() -> PathBuf {
-    std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)).unwrap_or_default()
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+        .unwrap_or_default()
 }
 
 /// Produces `count` users with the bench-built ember-ingest; returns its rate.
 fn produce(topic: &str, count: u64) -> Result<f64> {
     let t = Instant::now();
     let out = Command::new(bin_dir().join("ember-ingest"))
-        .args(["load", "--count", &count.to_string(), "--topic", topic, "--brokers", &kafka(), "--seed", "1"])
+        .args([
+            "load",
+            "--count",
+            &count.to_string(),
+            "--topic",
+            topic,
+            "--brokers",
+            &kafka(),
+            "--seed",
+            "1",
+        ])
         .output()
         .context("running ember-ingest (build it with --profile bench)")?;
     if !out.status.success() {
-        bail!("ember-ingest load failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ember-ingest load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(count as f64 / t.elapsed().as_secs_f64())
 }
@@ -93,7 +109,9 @@ fn consume_rate(topic: &str, partitions: i32, count: u64) -> Result<f64> {
         .collect();
     let mut n = 0;
     for h in handles {
-        n += h.join().map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+        n += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     }
     if n != count {
         bail!("consumed {n} records, expected {count}");
@@ -107,14 +125,28 @@ async fn insert_rate(count: u64) -> Result<f64> {
     let ks = unique("bench_ins");
     s.query_unpaged(format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"), ()).await?;
     s.query_unpaged(format!("CREATE TABLE {ks}.u (id uuid PRIMARY KEY, first_name text, last_name text, email text, address text)"), ()).await?;
-    let stmt = s.prepare(format!("INSERT INTO {ks}.u (id, first_name, last_name, email, address) VALUES (?, ?, ?, ?, ?)")).await?;
+    let stmt = s
+        .prepare(format!(
+            "INSERT INTO {ks}.u (id, first_name, last_name, email, address) VALUES (?, ?, ?, ?, ?)"
+        ))
+        .await?;
     let t = Instant::now();
     futures::stream::iter(0..count)
         .map(|i| {
             let (s, stmt) = (s.clone(), stmt.clone());
             async move {
                 let id = scylla::value::CqlValue::Uuid(uuid_of(i));
-                s.execute_unpaged(&stmt, (id, "Ava", "Smith", format!("ava{i}@example.com"), "12 Main Street, Springfield, Oregon, United States")).await
+                s.execute_unpaged(
+                    &stmt,
+                    (
+                        id,
+                        "Ava",
+                        "Smith",
+                        format!("ava{i}@example.com"),
+                        "12 Main Street, Springfield, Oregon, United States",
+                    ),
+                )
+                .await
             }
         })
         .buffer_unordered(256)
@@ -137,8 +169,16 @@ fn peak_rss_mb(pid: Option<u32>) -> f64 {
     let Some(pid) = pid else { return 0.0 };
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -159,7 +199,9 @@ async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineR
     let t = Instant::now();
     cluster.submit(&spec, false).await?;
     let d = cluster
-        .wait_job("bench", Duration::from_secs(1800), "finished", |d| d.summary.as_ref().is_some_and(|s| s.state == "finished"))
+        .wait_job("bench", Duration::from_secs(1800), "finished", |d| {
+            d.summary.as_ref().is_some_and(|s| s.state == "finished")
+        })
         .await?;
     let seconds = t.elapsed().as_secs_f64();
     let s = d.summary.unwrap_or_default();
@@ -171,7 +213,11 @@ async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineR
         seconds,
         rows_per_sec: count as f64 / seconds,
         scheduler_mb: peak_rss_mb(cluster.scheduler.pid()),
-        executor_mb: cluster.executors.iter().map(|e| peak_rss_mb(e.pid())).collect(),
+        executor_mb: cluster
+            .executors
+            .iter()
+            .map(|e| peak_rss_mb(e.pid()))
+            .collect(),
     })
 }
 
@@ -179,33 +225,54 @@ async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineR
 async fn main() -> Result<()> {
     let args = Args::parse();
     let count = match args.scenario {
-        Scenario::Ceiling { count } | Scenario::Pipeline { count } | Scenario::All { count } => count,
+        Scenario::Ceiling { count } | Scenario::Pipeline { count } | Scenario::All { count } => {
+            count
+        }
     };
     let topic = unique("bench_users");
     create_topic(&topic, 4)?;
-    println!("machine: {} cores, kafka {} (tansu), cql {} (ember-cql)", std::thread::available_parallelism().map_or(0, |n| n.get()), kafka(), cql());
+    println!(
+        "machine: {} cores, kafka {} (tansu), cql {} (ember-cql)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kafka(),
+        cql()
+    );
     let produce_rate = produce(&topic, count)?;
     println!("| scenario | figure |\n| --- | --- |");
     println!("| produce {count} users (ember-ingest load) | {produce_rate:.0} msg/s |");
     let mut ceiling = f64::INFINITY;
-    if matches!(args.scenario, Scenario::Ceiling { .. } | Scenario::All { .. }) {
+    if matches!(
+        args.scenario,
+        Scenario::Ceiling { .. } | Scenario::All { .. }
+    ) {
         let consume = consume_rate(&topic, 4, count)?;
         let insert = insert_rate(count).await?;
         ceiling = consume.min(insert);
         println!("| ceiling: raw rdkafka consume, 4 partitions | {consume:.0} msg/s |");
         println!("| ceiling: prepared inserts, concurrency 256 | {insert:.0} rows/s |");
     }
-    if matches!(args.scenario, Scenario::Pipeline { .. } | Scenario::All { .. }) {
+    if matches!(
+        args.scenario,
+        Scenario::Pipeline { .. } | Scenario::All { .. }
+    ) {
         for executors in [1, 2] {
             let r = pipeline(&topic, count, executors).await?;
-            let frac = if ceiling.is_finite() { format!(", {:.0}% of ceiling", 100.0 * r.rows_per_sec / ceiling) } else { String::new() };
+            let frac = if ceiling.is_finite() {
+                format!(", {:.0}% of ceiling", 100.0 * r.rows_per_sec / ceiling)
+            } else {
+                String::new()
+            };
             println!(
                 "| pipeline, {} executor(s): {count} rows in {:.1} s | {:.0} rows/s{frac}; peak RSS scheduler {:.0} MB, executors {} MB |",
                 r.executors,
                 r.seconds,
                 r.rows_per_sec,
                 r.scheduler_mb,
-                r.executor_mb.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(" / ")
+                r.executor_mb
+                    .iter()
+                    .map(|m| format!("{m:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
             );
         }
     }

@@ -515,6 +515,11 @@ impl Manager {
         job.checkpoint
             .write_commit(&info)
             .context("writing the commit log")?;
+        if info.batch_id.is_multiple_of(50) {
+            job.checkpoint
+                .purge(meta, BATCHES_RETAINED)
+                .context("purging old batch logs")?;
+        }
         let mut s = job.status.lock();
         for r in &entry.ranges {
             let tp = TopicPartition {

@@ -301,8 +301,10 @@ async fn once_runs_one_batch_of_everything_then_finishes() -> anyhow::Result<()>
     produce_users(&topic, 3_000, 5).await?;
     let cluster = Cluster::start(1).await?;
     // Like Spark's Trigger.Once, one batch of everything, whatever maxOffsetsPerTrigger says.
-    let spec = reference_spec("once", &topic, &ks, "", "once = true")
-        .replace("maxOffsetsPerTrigger = 100000", "maxOffsetsPerTrigger = 1000");
+    let spec = reference_spec("once", &topic, &ks, "", "once = true").replace(
+        "maxOffsetsPerTrigger = 100000",
+        "maxOffsetsPerTrigger = 1000",
+    );
     cluster.submit(&spec, false).await?;
     let d = cluster
         .wait_job("once", 2 * MIN, "finished", |d| {
