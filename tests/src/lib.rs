@@ -519,20 +519,9 @@ pub async fn read_users(
     table: &str,
 ) -> Result<HashMap<String, HashMap<String, Option<String>>>> {
     use futures::TryStreamExt;
-    const COLS: [&str; 11] = [
-        "first_name",
-        "last_name",
-        "gender",
-        "address",
-        "post_code",
-        "email",
-        "username",
-        "dob",
-        "registered_date",
-        "phone",
-        "picture",
-    ];
-    let q = format!("SELECT id, {} FROM {table}", COLS.join(", "));
+    // Every field of the record but its key, in the record's order.
+    let cols = &ember_ingest::record::USER_FIELDS[1..];
+    let q = format!("SELECT id, {} FROM {table}", cols.join(", "));
     let mut stmt = scylla::statement::Statement::new(q);
     stmt.set_page_size(1000);
     let mut rows = s.query_iter(stmt, ()).await?.rows_stream::<(
@@ -554,7 +543,7 @@ pub async fn read_users(
         let vals = [r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11];
         out.insert(
             r.0.to_string(),
-            COLS.iter().map(|c| c.to_string()).zip(vals).collect(),
+            cols.iter().map(|c| c.to_string()).zip(vals).collect(),
         );
     }
     Ok(out)
