@@ -90,52 +90,37 @@ async fn list_executors(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     let jobs = s.manager.jobs();
-    let _ = writeln!(
-        out,
-        "# HELP ember_job_rows_in_total Records read from Kafka by the job.\n# TYPE ember_job_rows_in_total counter"
-    );
-    for j in &jobs {
-        let sm = j.summary();
-        let _ = writeln!(
-            out,
-            "ember_job_rows_in_total{{job=\"{}\"}} {}",
-            esc(&sm.name),
-            sm.rows_in
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ember_job_rows_out_total Rows written to the sink by the job.\n# TYPE ember_job_rows_out_total counter"
-    );
-    for j in &jobs {
-        let sm = j.summary();
-        let _ = writeln!(
-            out,
-            "ember_job_rows_out_total{{job=\"{}\"}} {}",
-            esc(&sm.name),
-            sm.rows_out
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ember_job_rows_dead_total Records sent to the dead-letter table.\n# TYPE ember_job_rows_dead_total counter"
-    );
-    for j in &jobs {
-        let sm = j.summary();
-        let _ = writeln!(
-            out,
-            "ember_job_rows_dead_total{{job=\"{}\"}} {}",
-            esc(&sm.name),
-            sm.rows_dead
-        );
+    let summaries: Vec<_> = jobs.iter().map(|j| j.summary()).collect();
+    type Counter = fn(&ember_api::JobSummary) -> u64;
+    let counters: [(&str, &str, Counter); 3] = [
+        (
+            "ember_job_rows_in_total",
+            "Records read from Kafka by the job.",
+            |s| s.rows_in,
+        ),
+        (
+            "ember_job_rows_out_total",
+            "Rows written to the sink by the job.",
+            |s| s.rows_out,
+        ),
+        (
+            "ember_job_rows_dead_total",
+            "Records sent to the dead-letter table.",
+            |s| s.rows_dead,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for sm in &summaries {
+            let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", esc(&sm.name), value(sm));
+        }
     }
     let _ = writeln!(
         out,
         "# HELP ember_partition_lag Records not yet committed, per partition.\n# TYPE ember_partition_lag gauge"
     );
     for j in &jobs {
-        let d = j.detail(Vec::new());
-        for p in d.partitions {
+        for p in j.partitions() {
             let _ = writeln!(
                 out,
                 "ember_partition_lag{{job=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",

@@ -78,11 +78,7 @@ impl Job {
 
     pub fn summary(&self) -> JobSummary {
         let s = self.status.lock();
-        let lag: i64 = s
-            .latest
-            .iter()
-            .map(|(tp, hi)| (hi - s.committed.get(tp).copied().unwrap_or(*hi)).max(0))
-            .sum();
+        let lag: i64 = partitions_of(&s).iter().map(|p| p.lag).sum();
         let (rin, rout) = rates(&s.rate_window);
         JobSummary {
             name: self.spec.name.clone(),
@@ -101,23 +97,15 @@ impl Job {
         }
     }
 
+    /// Latest, committed offset and lag per partition.
+    pub fn partitions(&self) -> Vec<PartitionProgress> {
+        partitions_of(&self.status.lock())
+    }
+
     pub fn detail(&self, dead_letters: Vec<DeadLetterSample>) -> JobDetail {
         let summary = self.summary();
         let s = self.status.lock();
-        let partitions = s
-            .latest
-            .iter()
-            .map(|(tp, &hi)| {
-                let c = s.committed.get(tp).copied().unwrap_or(hi);
-                PartitionProgress {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    latest_offset: hi,
-                    committed_offset: c,
-                    lag: (hi - c).max(0),
-                }
-            })
-            .collect();
+        let partitions = partitions_of(&s);
         JobDetail {
             summary: Some(summary),
             partitions,
@@ -127,6 +115,22 @@ impl Job {
             spec: self.spec.text.clone(),
         }
     }
+}
+
+fn partitions_of(s: &JobStatus) -> Vec<PartitionProgress> {
+    s.latest
+        .iter()
+        .map(|(tp, &hi)| {
+            let c = s.committed.get(tp).copied().unwrap_or(hi);
+            PartitionProgress {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                latest_offset: hi,
+                committed_offset: c,
+                lag: (hi - c).max(0),
+            }
+        })
+        .collect()
 }
 
 /// Rows/s over the last minute of committed batches.
@@ -199,7 +203,7 @@ impl Manager {
                 let job = self.install(spec, cp, &meta)?;
                 if meta.state == job_state::RUNNING {
                     tracing::info!("resuming job {name} from its checkpoint");
-                    self.start(job, meta);
+                    self.start(job, meta, None);
                 }
                 Ok(())
             }
@@ -218,16 +222,15 @@ impl Manager {
         status.committed = checkpoint.committed_offsets(meta)?;
         let ids = checkpoint.committed_ids();
         status.batches = ids.len() as u64;
-        for id in &ids {
+        let first_recent = ids.len().saturating_sub(BATCHES_KEPT);
+        for (i, id) in ids.iter().enumerate() {
             if let Ok(b) = checkpoint.read_commit(*id) {
                 status.rows_in += b.rows_in;
                 status.rows_out += b.rows_out;
                 status.rows_dead += b.rows_dead;
-            }
-        }
-        for id in ids.iter().rev().take(BATCHES_KEPT).rev() {
-            if let Ok(b) = checkpoint.read_commit(*id) {
-                status.recent.push_back(b);
+                if i >= first_recent {
+                    status.recent.push_back(b);
+                }
             }
         }
         let job = Arc::new(Job {
@@ -241,9 +244,11 @@ impl Manager {
         Ok(job)
     }
 
-    fn start(self: &Arc<Self>, job: Arc<Job>, meta: JobMeta) {
+    /// Starts a job's loop; `planner` is the one submission just validated
+    /// (None on recovery: the loop validates before its first batch).
+    fn start(self: &Arc<Self>, job: Arc<Job>, meta: JobMeta, planner: Option<JobPlanner>) {
         let me = self.clone();
-        tokio::spawn(async move { me.run(job, meta).await });
+        tokio::spawn(async move { me.run(job, meta, planner).await });
     }
 
     /// Validates a spec (naming the fault) and starts or resumes its job.
@@ -255,7 +260,6 @@ impl Manager {
         let _guard = self.submit_lock.lock().await;
         let spec = JobSpec::parse(text).map_err(|e| e.to_string())?;
         let planner = validate(&spec).await?;
-        drop(planner);
         let name = spec.name.clone();
         if let Some(old) = self.job(&name)
             && matches!(
@@ -302,7 +306,7 @@ impl Manager {
         cp.write_meta(&meta).map_err(|e| e.to_string())?;
         let job = self.install(spec, cp, &meta).map_err(|e| e.to_string())?;
         let summary = job.summary();
-        self.start(job, meta);
+        self.start(job, meta, Some(planner));
         Ok((action, summary))
     }
 
@@ -336,10 +340,14 @@ impl Manager {
     }
 
     /// The job's loop.
-    async fn run(self: Arc<Self>, job: Arc<Job>, mut meta: JobMeta) {
+    async fn run(
+        self: Arc<Self>,
+        job: Arc<Job>,
+        mut meta: JobMeta,
+        mut planner: Option<JobPlanner>,
+    ) {
         job.set_state(job_state::RUNNING, "");
         let name = job.spec.name.clone();
-        let mut planner: Option<JobPlanner> = None;
         let mut failures = 0u32;
         // availableNow/once: the end offsets fixed at start.
         let mut target: Option<PartitionOffsets> = None;
@@ -543,11 +551,7 @@ impl Manager {
             s.rate_window.pop_front();
         }
         let (rin, rout) = rates(&s.rate_window);
-        let lag: i64 = s
-            .latest
-            .iter()
-            .map(|(tp, hi)| (hi - s.committed.get(tp).copied().unwrap_or(*hi)).max(0))
-            .sum();
+        let lag: i64 = partitions_of(&s).iter().map(|p| p.lag).sum();
         s.history.push_back(MetricPoint {
             at_ms: chrono::Utc::now().timestamp_millis(),
             rows_in_per_sec: rin,
