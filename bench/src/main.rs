@@ -1,10 +1,12 @@
 //! `ember-bench`: start what a scenario needs, run it, print a table.
 //!
-//!     scripts/stack up
-//!     cargo build --profile bench -p ember-scheduler -p ember-executor -p ember-ingest -p ember-cql
-//!     cargo run -p ember-bench --profile bench -- all --count 200000
+//!     scripts/bench                     # everything, as BENCHMARKS.md records it
+//!     target/bench/ember-bench all --count 1000000
+//!     target/bench/ember-bench latency --rate 5000 --seconds 60
 //!
 //! Figures to compare are measured in the same run (the machine is shared).
+//! Scenarios: ceiling, pipeline (with memory), latency, engine, spark,
+//! ingest; `all` runs them in that order against one backlog.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,36 +14,72 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
-use ember_e2e::{Cluster, cql, cql_session, create_topic, kafka, reference_spec, unique};
+use clap::{Args, Parser, Subcommand};
+use ember_e2e::{
+    Cluster, cql, cql_session, create_topic, engine_spec, kafka, reference_spec, repo_root, unique,
+};
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "ember-bench", about = "Ember benchmarks")]
-struct Args {
+#[command(
+    name = "ember-bench",
+    about = "Ember benchmarks: each prints a table of figures"
+)]
+struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
+    #[command(flatten)]
+    opts: Opts,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Args, Clone)]
+struct Opts {
+    /// Users in the backlog (ceiling, pipeline, spark, ingest).
+    #[arg(long, global = true, default_value_t = 200_000)]
+    count: u64,
+    /// Latency: the load producer's rate (msg/s) ...
+    #[arg(long, global = true, default_value_t = 5_000)]
+    rate: u64,
+    /// ... for this many seconds, with a 100 ms processingTime trigger.
+    #[arg(long, global = true, default_value_t = 60)]
+    seconds: u64,
+    /// Engine: rows per micro-batch of the rate-micro-batch source (the CQL
+    /// variant uses a fifth), steady batches whose rows/s is the capacity.
+    #[arg(long, global = true, default_value_t = 1_000_000)]
+    engine_batch: u64,
+    /// Engine: seconds measured, after `--engine-warmup` seconds.
+    #[arg(long, global = true, default_value_t = 30)]
+    engine_seconds: u64,
+    #[arg(long, global = true, default_value_t = 15)]
+    engine_warmup: u64,
+    /// Extra `kafka.*` source options for the pipeline and latency jobs,
+    /// KEY=VALUE (repeatable), e.g. queued.max.messages.kbytes=16384.
+    #[arg(long = "kafka-option", global = true, value_name = "KEY=VALUE")]
+    kafka_options: Vec<String>,
+    /// Python with pyspark 4, confluent-kafka and cassandra-driver.
+    #[arg(long, global = true, env = "EMBER_PYSPARK_PYTHON")]
+    python: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     /// The broker's raw consume rate and the store's prepared-insert rate.
-    Ceiling {
-        #[arg(long, default_value_t = 200_000)]
-        count: u64,
-    },
-    /// The reference job draining a backlog with 1 and 2 executors, with peak RSS.
-    Pipeline {
-        #[arg(long, default_value_t = 200_000)]
-        count: u64,
-    },
-    /// Both, against the same backlog, with ratios.
-    All {
-        #[arg(long, default_value_t = 200_000)]
-        count: u64,
-    },
+    Ceiling,
+    /// The reference job draining the backlog with 1 and 2 executors, with peak RSS.
+    Pipeline,
+    /// Load at a fixed rate; sink latency percentiles at a 100 ms trigger.
+    Latency,
+    /// Rate source → engine transform → noop and CQL sinks; PySpark's rate source → noop.
+    Engine,
+    /// The reference job in Ember and in PySpark structured streaming.
+    Spark,
+    /// ember-ingest through Postgres against raw produce.
+    Ingest,
+    /// All of the above, against one backlog.
+    All,
 }
 
 fn bin_dir() -> PathBuf {
@@ -51,29 +89,70 @@ fn bin_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Produces `count` users with the bench-built ember-ingest; returns its rate.
-fn produce(topic: &str, count: u64) -> Result<f64> {
-    let t = Instant::now();
+/// Rows of the printed table: (scenario, figure, target verdict).
+#[derive(Default)]
+struct Table(Vec<(String, String, String)>);
+
+impl Table {
+    fn row(
+        &mut self,
+        scenario: impl Into<String>,
+        figure: impl Into<String>,
+        target: impl Into<String>,
+    ) {
+        let r = (scenario.into(), figure.into(), target.into());
+        // Print as we go too: a long run shows its progress.
+        eprintln!("  {} | {} | {}", r.0, r.1, r.2);
+        self.0.push(r);
+    }
+    fn print(&self) {
+        println!("| scenario | figure | target |\n| --- | --- | --- |");
+        for (a, b, c) in &self.0 {
+            println!("| {a} | {b} | {c} |");
+        }
+    }
+}
+
+fn verdict(ok: bool, what: String) -> String {
+    format!("{} {what}", if ok { "met:" } else { "MISSED:" })
+}
+
+fn ember_ingest(args: &[&str]) -> Result<()> {
     let out = Command::new(bin_dir().join("ember-ingest"))
-        .args([
-            "load",
-            "--count",
-            &count.to_string(),
-            "--topic",
-            topic,
-            "--brokers",
-            &kafka(),
-            "--seed",
-            "1",
-        ])
+        .args(args)
         .output()
         .context("running ember-ingest (build it with --profile bench)")?;
     if !out.status.success() {
         bail!(
-            "ember-ingest load failed: {}",
+            "ember-ingest {} failed: {}",
+            args.first().unwrap_or(&""),
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    Ok(())
+}
+
+/// Writes `count` users straight to the topic with ember-ingest's load
+/// producer (rdkafka, no staging); returns msg/s.
+fn produce(topic: &str, count: u64, rate: Option<u64>) -> Result<f64> {
+    let t = Instant::now();
+    let (count_s, brokers) = (count.to_string(), kafka());
+    let rate_s = rate.map(|r| r.to_string());
+    let mut args = vec![
+        "load",
+        "--count",
+        &count_s,
+        "--topic",
+        topic,
+        "--brokers",
+        &brokers,
+        "--seed",
+        "1",
+    ];
+    if let Some(r) = &rate_s {
+        args.extend(["--rate", r.as_str()]);
+    }
+    ember_ingest(&args)?;
     Ok(count as f64 / t.elapsed().as_secs_f64())
 }
 
@@ -94,7 +173,7 @@ fn consume_rate(topic: &str, partitions: i32, count: u64) -> Result<f64> {
                 tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
                 c.assign(&tpl)?;
                 let mut n = 0u64;
-                let mut last = 0i64;
+                let mut last = -1i64;
                 while last + 1 < hi {
                     if let Some(m) = c.poll(Duration::from_secs(30)) {
                         last = rdkafka::Message::offset(&m?);
@@ -131,7 +210,7 @@ async fn insert_rate(count: u64) -> Result<f64> {
         ))
         .await?;
     let t = Instant::now();
-    futures::stream::iter(0..count)
+    let failures = futures::stream::iter(0..count)
         .map(|i| {
             let (s, stmt) = (s.clone(), stmt.clone());
             async move {
@@ -150,13 +229,12 @@ async fn insert_rate(count: u64) -> Result<f64> {
             }
         })
         .buffer_unordered(256)
-        .for_each(|r| {
-            if let Err(e) = r {
-                eprintln!("insert failed: {e}");
-            }
-            futures::future::ready(())
-        })
+        .filter(|r| futures::future::ready(r.is_err()))
+        .count()
         .await;
+    if failures > 0 {
+        bail!("{failures} inserts failed");
+    }
     Ok(count as f64 / t.elapsed().as_secs_f64())
 }
 
@@ -172,34 +250,61 @@ fn peak_rss_mb(pid: Option<u32>) -> f64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn mb_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|m| format!("{m:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Starts a cluster whose binaries are this bench build's.
+async fn cluster(executors: usize) -> Result<Cluster> {
+    // SAFETY: set before any thread of ours reads it; the harness reads it when spawning.
+    unsafe { std::env::set_var("EMBER_BIN_DIR", bin_dir()) };
+    Cluster::start(executors).await
+}
+
 struct PipelineRun {
-    executors: usize,
     seconds: f64,
     rows_per_sec: f64,
     scheduler_mb: f64,
     executor_mb: Vec<f64>,
+    batches: u64,
 }
 
-async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineRun> {
-    // SAFETY: set before any thread of ours reads it; the harness reads it when spawning.
-    unsafe { std::env::set_var("EMBER_BIN_DIR", bin_dir()) };
-    let cluster = Cluster::start(executors).await?;
+/// `--kafka-option`s as lines of the spec's [source] table.
+fn extra_source(o: &Opts) -> Result<String> {
+    let mut out = String::new();
+    for kv in &o.kafka_options {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--kafka-option {kv:?} is not KEY=VALUE"))?;
+        out.push_str(&format!("\n\"kafka.{k}\" = \"{v}\""));
+    }
+    Ok(out)
+}
+
+/// The reference job draining the topic's backlog with availableNow.
+async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result<PipelineRun> {
+    let cluster = cluster(executors).await?;
     let ks = unique("bench_pipe");
-    let spec = reference_spec("bench", topic, &ks, "", "availableNow = true");
+    let spec = reference_spec(
+        "bench",
+        topic,
+        &ks,
+        &extra_source(o)?,
+        "availableNow = true",
+    );
     let t = Instant::now();
     cluster.submit(&spec, false).await?;
     let d = cluster
-        .wait_job("bench", Duration::from_secs(1800), "finished", |d| {
+        .wait_job("bench", Duration::from_secs(3600), "finished", |d| {
             d.summary.as_ref().is_some_and(|s| s.state == "finished")
         })
         .await?;
@@ -208,8 +313,12 @@ async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineR
     if s.rows_out != count {
         bail!("pipeline wrote {} rows, expected {count}", s.rows_out);
     }
+    let session = cql_session().await?;
+    let rows = ember_e2e::count(&session, &format!("{ks}.created_users")).await?;
+    if rows as u64 != count {
+        bail!("the table holds {rows} rows, expected {count}");
+    }
     Ok(PipelineRun {
-        executors,
         seconds,
         rows_per_sec: count as f64 / seconds,
         scheduler_mb: peak_rss_mb(cluster.scheduler.pid()),
@@ -218,63 +327,393 @@ async fn pipeline(topic: &str, count: u64, executors: usize) -> Result<PipelineR
             .iter()
             .map(|e| peak_rss_mb(e.pid()))
             .collect(),
+        batches: s.batches,
     })
+}
+
+/// The latency scenario: the reference job with a 100 ms trigger, while the
+/// load producer writes `rate` msg/s for `seconds`.
+async fn latency(t: &mut Table, o: &Opts) -> Result<()> {
+    let (rate, seconds) = (o.rate, o.seconds);
+    let topic = unique("bench_lat");
+    create_topic(&topic, 4)?;
+    let cluster = cluster(2).await?;
+    let ks = unique("bench_lat");
+    let spec = reference_spec(
+        "latency",
+        &topic,
+        &ks,
+        &extra_source(o)?,
+        "processingTime = \"100 milliseconds\"",
+    );
+    cluster.submit(&spec, false).await?;
+    let count = rate * seconds;
+    let achieved = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || produce(&topic, count, Some(rate))
+    })
+    .await??;
+    let d = cluster
+        .wait_job("latency", Duration::from_secs(600), "all rows out", |d| {
+            d.summary.as_ref().is_some_and(|s| s.rows_out == count)
+        })
+        .await?;
+    let s = d.summary.unwrap_or_default();
+    t.row(
+        format!("latency: {rate} msg/s for {seconds} s, processingTime 100 ms, 2 executors"),
+        format!(
+            "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms over {} rows in {} batches (producer achieved {achieved:.0} msg/s)",
+            s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms, s.latency_max_ms, s.latency_samples, s.batches
+        ),
+        verdict(
+            s.latency_p99_ms <= 500,
+            format!("p99 ≤ 500 ms ({:+.0}%)", 100.0 * (s.latency_p99_ms as f64 / 500.0 - 1.0)),
+        ),
+    );
+    Ok(())
+}
+
+/// When a batch ended, ms since the epoch.
+fn batch_end_ms(b: &ember_api::BatchInfo) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(&b.started_at)
+        .ok()
+        .map(|t| t.timestamp_millis() + b.duration_ms as i64)
+}
+
+/// Ember's engine: rate-micro-batch (`rows_per_batch`, 2 partitions) through
+/// the engine transform into `sink`, on one executor. Rows/s over the
+/// batches that end after the warm-up: the rows of all but the first, over
+/// the time from the first's end to the last's (no window-edge error).
+async fn engine_ember(sink: &str, rows_per_batch: u64, o: &Opts) -> Result<(f64, f64, usize)> {
+    let cluster = cluster(1).await?;
+    let ks = unique("bench_eng");
+    let source = format!(
+        "format = \"rate-micro-batch\"\nrowsPerBatch = {rows_per_batch}\nnumPartitions = 2"
+    );
+    let spec = engine_spec("engine", &ks, &source, sink, "");
+    cluster.submit(&spec, false).await?;
+    tokio::time::sleep(Duration::from_secs(o.engine_warmup)).await;
+    let from = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_secs(o.engine_seconds)).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let ended = loop {
+        let d = cluster.job("engine").await?;
+        let s = d.summary.clone().unwrap_or_default();
+        if s.state != "running" || !s.error.is_empty() {
+            bail!("engine job {}: {}", s.state, s.error);
+        }
+        let mut ended: Vec<(i64, u64)> = d
+            .batches
+            .iter()
+            .filter_map(|b| Some((batch_end_ms(b)?, b.rows_out)))
+            .filter(|(end, _)| *end >= from)
+            .collect();
+        ended.sort_unstable();
+        if ended.len() >= 3 || Instant::now() > deadline {
+            break ended;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    cluster.stop("engine").await?;
+    let (Some(first), Some(last)) = (ended.first(), ended.last()) else {
+        bail!("no batch ended within 5 minutes");
+    };
+    if ended.len() < 2 || last.0 <= first.0 {
+        bail!("only {} batch(es) ended", ended.len());
+    }
+    let rows: u64 = ended[1..].iter().map(|b| b.1).sum();
+    let rate = rows as f64 * 1000.0 / (last.0 - first.0) as f64;
+    let rss = cluster
+        .executors
+        .first()
+        .map_or(0.0, |e| peak_rss_mb(e.pid()));
+    Ok((rate, rss, ended.len() - 1))
+}
+
+fn python(o: &Opts) -> PathBuf {
+    o.python.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/ember/pyspark/bin/python")
+    })
+}
+
+/// Runs bench/spark/spark_bench.py; returns its JSON report.
+fn pyspark(o: &Opts, args: &[String]) -> Result<Value> {
+    let script = repo_root().join("bench/spark/spark_bench.py");
+    let out = Command::new(python(o))
+        .arg(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} {}", python(o).display(), script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(30).collect();
+        bail!(
+            "spark_bench.py failed: {}\n{}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("spark_bench.py printed {last:?}"))
+}
+
+async fn engine(t: &mut Table, o: &Opts) -> Result<()> {
+    let (noop, noop_mb, n) = engine_ember("noop", o.engine_batch, o).await?;
+    t.row(
+        format!(
+            "engine: Ember, rate-micro-batch ({} rows/batch, 2 partitions) → transform → noop, 1 executor",
+            o.engine_batch
+        ),
+        format!("{noop:.0} rows/s over {n} batches; executor peak RSS {noop_mb:.0} MB"),
+        "",
+    );
+    let (cql_rate, cql_mb, n) = engine_ember("cassandra", o.engine_batch / 5, o).await?;
+    t.row(
+        format!(
+            "engine: Ember, the same ({} rows/batch) into the CQL store, 1 executor",
+            o.engine_batch / 5
+        ),
+        format!("{cql_rate:.0} rows/s over {n} batches; executor peak RSS {cql_mb:.0} MB"),
+        "",
+    );
+    let o2 = o.clone();
+    let spark = tokio::task::spawn_blocking(move || {
+        pyspark(
+            &o2,
+            &[
+                "rate".into(),
+                "--rows-per-batch".into(),
+                o2.engine_batch.to_string(),
+                "--partitions".into(),
+                "2".into(),
+                "--seconds".into(),
+                o2.engine_seconds.to_string(),
+                "--warmup".into(),
+                o2.engine_warmup.to_string(),
+            ],
+        )
+    })
+    .await?;
+    match spark {
+        Ok(v) => {
+            let rate = v["rows_per_sec"].as_f64().unwrap_or(0.0);
+            t.row(
+                "engine: PySpark 4.1 local[2], rate-micro-batch → same transform → foreachBatch noop",
+                format!(
+                    "{rate:.0} rows/s; JVM peak RSS {:.0} MB",
+                    v["driver_peak_rss_mb"].as_f64().unwrap_or(0.0)
+                ),
+                format!("Ember/PySpark = {:.1}x", noop / rate.max(1.0)),
+            );
+        }
+        Err(e) => t.row("engine: PySpark", format!("failed: {e:#}"), ""),
+    }
+    Ok(())
+}
+
+async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) -> Result<()> {
+    let ember_rate = match ember_rate {
+        Some(r) => r,
+        None => pipeline(o, topic, o.count, 2).await?.rows_per_sec,
+    };
+    let ks = unique("bench_spark");
+    let (o2, topic2, ks2) = (o.clone(), topic.to_string(), ks.clone());
+    let (host, port) = cql()
+        .rsplit_once(':')
+        .map_or(("127.0.0.1".to_string(), "9042".to_string()), |(h, p)| {
+            (h.to_string(), p.to_string())
+        });
+    let v = tokio::task::spawn_blocking(move || {
+        pyspark(
+            &o2,
+            &[
+                "kafka".into(),
+                "--bootstrap".into(),
+                kafka(),
+                "--topic".into(),
+                topic2,
+                "--count".into(),
+                o2.count.to_string(),
+                "--cql-host".into(),
+                host,
+                "--cql-port".into(),
+                port,
+                "--keyspace".into(),
+                ks2,
+            ],
+        )
+    })
+    .await??;
+    let rate = v["rows_per_sec"].as_f64().unwrap_or(0.0);
+    let ratio = ember_rate / rate.max(1.0);
+    t.row(
+        format!("spark: PySpark 4.1 local[2], Python Kafka DataSource → from_json → foreachBatch cassandra-driver, {} users", o.count),
+        format!(
+            "{rate:.0} rows/s in {:.1} s, {} batches; JVM peak RSS {:.0} MB",
+            v["seconds"].as_f64().unwrap_or(0.0),
+            v["batches"],
+            v["driver_peak_rss_mb"].as_f64().unwrap_or(0.0)
+        ),
+        verdict(
+            ratio >= 5.0,
+            format!("Ember (2 executors) {ember_rate:.0} rows/s = {ratio:.1}x PySpark (target ≥ 5x)"),
+        ),
+    );
+    Ok(())
+}
+
+fn ingest(t: &mut Table, count: u64) -> Result<()> {
+    let raw_topic = unique("bench_raw");
+    create_topic(&raw_topic, 4)?;
+    let raw = produce(&raw_topic, count, None)?;
+    let topic = unique("bench_ingest");
+    create_topic(&topic, 4)?;
+    let table = unique("bench_staging");
+    let start = Instant::now();
+    let count_s = count.to_string();
+    let brokers = kafka();
+    ember_ingest(&[
+        "run",
+        "--source",
+        "generate",
+        "--count",
+        &count_s,
+        "--seed",
+        "1",
+        "--topic",
+        &topic,
+        "--brokers",
+        &brokers,
+        "--staging-table",
+        &table,
+    ])?;
+    let staged = count as f64 / start.elapsed().as_secs_f64();
+    t.row(
+        format!("ingest: {count} users, raw produce (ember-ingest load: generator → rdkafka)"),
+        format!("{raw:.0} msg/s"),
+        "",
+    );
+    t.row(
+        format!("ingest: {count} users, ember-ingest run (generator → Postgres staging → Kafka → marked produced)"),
+        format!("{staged:.0} msg/s"),
+        verdict(
+            staged >= 0.9 * raw,
+            format!("{:.0}% of raw produce (target ≥ 90%)", 100.0 * staged / raw),
+        ),
+    );
+    Ok(())
+}
+
+fn failed(t: &mut Table, scenario: &str, r: Result<()>) {
+    if let Err(e) = r {
+        t.row(scenario, format!("FAILED: {e:#}").replace('\n', " "), "");
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let count = match args.scenario {
-        Scenario::Ceiling { count } | Scenario::Pipeline { count } | Scenario::All { count } => {
-            count
-        }
-    };
-    let topic = unique("bench_users");
-    create_topic(&topic, 4)?;
-    println!(
-        "machine: {} cores, kafka {} (tansu), cql {} (ember-cql)",
+    let cli = Cli::parse();
+    let (sc, o) = (cli.scenario, cli.opts);
+    let all = sc == Scenario::All;
+    eprintln!(
+        "machine: {} cores; kafka {} (tansu), cql {} (ember-cql)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         kafka(),
         cql()
     );
-    let produce_rate = produce(&topic, count)?;
-    println!("| scenario | figure |\n| --- | --- |");
-    println!("| produce {count} users (ember-ingest load) | {produce_rate:.0} msg/s |");
-    let mut ceiling = f64::INFINITY;
-    if matches!(
-        args.scenario,
-        Scenario::Ceiling { .. } | Scenario::All { .. }
-    ) {
-        let consume = consume_rate(&topic, 4, count)?;
-        let insert = insert_rate(count).await?;
-        ceiling = consume.min(insert);
-        println!("| ceiling: raw rdkafka consume, 4 partitions | {consume:.0} msg/s |");
-        println!("| ceiling: prepared inserts, concurrency 256 | {insert:.0} rows/s |");
+    let mut t = Table::default();
+    let needs_backlog = matches!(
+        sc,
+        Scenario::Ceiling | Scenario::Pipeline | Scenario::Spark | Scenario::All
+    );
+    let topic = unique("bench_users");
+    if needs_backlog {
+        create_topic(&topic, 4)?;
+        let rate = produce(&topic, o.count, None)?;
+        t.row(
+            format!(
+                "backlog: {} users into 4 partitions (ember-ingest load)",
+                o.count
+            ),
+            format!("{rate:.0} msg/s"),
+            "",
+        );
     }
-    if matches!(
-        args.scenario,
-        Scenario::Pipeline { .. } | Scenario::All { .. }
-    ) {
+    let mut ceiling = None;
+    if all || sc == Scenario::Ceiling {
+        let consume = consume_rate(&topic, 4, o.count)?;
+        let insert = insert_rate(o.count).await?;
+        t.row(
+            "ceiling: raw rdkafka consume, 4 partitions",
+            format!("{consume:.0} msg/s"),
+            "",
+        );
+        t.row(
+            "ceiling: prepared inserts, concurrency 256",
+            format!("{insert:.0} rows/s"),
+            "",
+        );
+        ceiling = Some(consume.min(insert));
+    }
+    let mut two_executor_rate = None;
+    if all || sc == Scenario::Pipeline {
         for executors in [1, 2] {
-            let r = pipeline(&topic, count, executors).await?;
-            let frac = if ceiling.is_finite() {
-                format!(", {:.0}% of ceiling", 100.0 * r.rows_per_sec / ceiling)
-            } else {
-                String::new()
+            let r = pipeline(&o, &topic, o.count, executors).await?;
+            let target = match ceiling {
+                Some(c) => verdict(
+                    r.rows_per_sec >= 0.9 * c,
+                    format!(
+                        "{:.0}% of the ceiling (target ≥ 90%)",
+                        100.0 * r.rows_per_sec / c
+                    ),
+                ),
+                None => String::new(),
             };
-            println!(
-                "| pipeline, {} executor(s): {count} rows in {:.1} s | {:.0} rows/s{frac}; peak RSS scheduler {:.0} MB, executors {} MB |",
-                r.executors,
-                r.seconds,
-                r.rows_per_sec,
-                r.scheduler_mb,
-                r.executor_mb
-                    .iter()
-                    .map(|m| format!("{m:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
+            t.row(
+                format!("pipeline: {} users, {executors} executor(s)", o.count),
+                format!(
+                    "{:.0} rows/s ({:.1} s, {} batches)",
+                    r.rows_per_sec, r.seconds, r.batches
+                ),
+                target,
             );
+            let max_exec = r.executor_mb.iter().copied().fold(0.0, f64::max);
+            t.row(
+                format!("memory: peak RSS during the pipeline, {executors} executor(s)"),
+                format!(
+                    "scheduler {:.0} MB, executors {} MB",
+                    r.scheduler_mb,
+                    mb_list(&r.executor_mb)
+                ),
+                verdict(
+                    max_exec <= 150.0,
+                    format!("executor ≤ 150 MB ({max_exec:.0} MB)"),
+                ),
+            );
+            if executors == 2 {
+                two_executor_rate = Some(r.rows_per_sec);
+            }
         }
     }
+    // Later scenarios go on when one fails; the table says which.
+    if all || sc == Scenario::Latency {
+        let r = latency(&mut t, &o).await;
+        failed(&mut t, "latency", r);
+    }
+    if all || sc == Scenario::Engine {
+        let r = engine(&mut t, &o).await;
+        failed(&mut t, "engine", r);
+    }
+    if all || sc == Scenario::Spark {
+        let r = spark(&mut t, &o, &topic, two_executor_rate).await;
+        failed(&mut t, "spark", r);
+    }
+    if all || sc == Scenario::Ingest {
+        let r = ingest(&mut t, o.count.min(1_000_000));
+        failed(&mut t, "ingest", r);
+    }
+    t.print();
     Ok(())
 }

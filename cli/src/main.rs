@@ -220,6 +220,17 @@ fn job_text(d: &JobDetail) -> String {
         s.batches,
         s.rows_out_per_sec
     );
+    if s.latency_samples > 0 {
+        let _ = writeln!(
+            out,
+            "sink latency p50 {} ms  p95 {} ms  p99 {} ms  max {} ms  ({} rows)",
+            s.latency_p50_ms,
+            s.latency_p95_ms,
+            s.latency_p99_ms,
+            s.latency_max_ms,
+            s.latency_samples
+        );
+    }
     if !s.error.is_empty() {
         let _ = writeln!(out, "last error: {}", s.error);
     }

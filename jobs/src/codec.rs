@@ -19,7 +19,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use ember_proto::{
-    CassandraSinkNode, EmberPlanNode, KafkaScanNode, SinkColumn, ValueField, ember_plan_node::Node,
+    CassandraSinkNode, EmberPlanNode, KafkaScanNode, NoopSinkNode, RateScanNode, SinkColumn,
+    ValueField, ember_plan_node::Node,
 };
 use prost::Message;
 
@@ -27,6 +28,8 @@ use crate::cassandra::{CassandraSinkExec, SinkConfig, SinkConnection};
 use crate::decode::{KeyType, ValueDecoder};
 use crate::functions;
 use crate::kafka::{KafkaScanConfig, KafkaScanExec};
+use crate::noop::{NoopSinkConfig, NoopSinkExec};
+use crate::rate::{RateConfig, RateScanExec};
 use crate::schema::{spark_type, spark_type_name};
 
 const MARKER: &[u8] = b"EMBR1";
@@ -66,10 +69,7 @@ fn encode_scan(s: &KafkaScanExec) -> KafkaScanNode {
         key_field,
         key_type,
         fetch_timeout_ms: c.fetch_timeout.as_millis() as u64,
-        projection: s
-            .projection()
-            .map(|p| p.iter().map(|i| *i as u32).collect())
-            .unwrap_or_default(),
+        projection: projection_of(s.projection()).0,
         has_projection: s.projection().is_some(),
     }
 }
@@ -152,6 +152,42 @@ fn decode_sink(n: CassandraSinkNode, input: Arc<dyn ExecutionPlan>) -> Cassandra
     CassandraSinkExec::new(input, Arc::new(config))
 }
 
+fn projection_of(p: Option<&Vec<usize>>) -> (Vec<u32>, bool) {
+    (
+        p.map(|p| p.iter().map(|i| *i as u32).collect())
+            .unwrap_or_default(),
+        p.is_some(),
+    )
+}
+
+fn encode_rate(s: &RateScanExec) -> RateScanNode {
+    let c = s.config();
+    let (projection, has_projection) = projection_of(s.projection());
+    RateScanNode {
+        rows_per_second: c.rows_per_second,
+        num_partitions: c.num_partitions,
+        start_ms: c.start_ms,
+        projection,
+        has_projection,
+        rows_per_batch: c.rows_per_batch,
+        advance_ms: c.advance_ms,
+    }
+}
+
+fn decode_rate(n: RateScanNode, input: Arc<dyn ExecutionPlan>) -> Result<RateScanExec> {
+    let config = RateConfig {
+        rows_per_second: n.rows_per_second,
+        num_partitions: n.num_partitions,
+        start_ms: n.start_ms,
+        rows_per_batch: n.rows_per_batch,
+        advance_ms: n.advance_ms,
+    };
+    let projection = n
+        .has_projection
+        .then(|| n.projection.iter().map(|i| *i as usize).collect());
+    RateScanExec::new(input, config, projection)
+}
+
 impl PhysicalExtensionCodec for EmberPhysicalCodec {
     fn try_decode(
         &self,
@@ -172,6 +208,14 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         match node.node {
             Some(Node::KafkaScan(n)) => Ok(Arc::new(decode_scan(n, input)?)),
             Some(Node::CassandraSink(n)) => Ok(Arc::new(decode_sink(n, input))),
+            Some(Node::RateScan(n)) => Ok(Arc::new(decode_rate(n, input)?)),
+            Some(Node::NoopSink(n)) => Ok(Arc::new(NoopSinkExec::new(
+                input,
+                NoopSinkConfig {
+                    job: n.job,
+                    batch_id: n.batch_id,
+                },
+            ))),
             None => Err(err("empty Ember plan node")),
         }
     }
@@ -186,6 +230,13 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             Node::KafkaScan(encode_scan(s))
         } else if let Some(s) = node.as_ref().downcast_ref::<CassandraSinkExec>() {
             Node::CassandraSink(encode_sink(s))
+        } else if let Some(s) = node.as_ref().downcast_ref::<RateScanExec>() {
+            Node::RateScan(encode_rate(s))
+        } else if let Some(s) = node.as_ref().downcast_ref::<NoopSinkExec>() {
+            Node::NoopSink(NoopSinkNode {
+                job: s.config().job.clone(),
+                batch_id: s.config().batch_id,
+            })
         } else {
             return self.inner.try_encode(node, buf, proto_converter);
         };

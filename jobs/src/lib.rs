@@ -1,5 +1,5 @@
-//! Ember's streaming-job building blocks: job specs, the Kafka source, JSON
-//! decoding and Spark's JSON functions, the Cassandra sink, the batch-plan
+//! Ember's streaming-job building blocks: job specs, the Kafka and rate
+//! sources, JSON decoding and Spark's JSON functions, the Cassandra and noop sinks, the batch-plan
 //! builder, and the Ballista extension codecs that carry them to executors.
 
 pub mod cassandra;
@@ -7,7 +7,11 @@ pub mod codec;
 pub mod decode;
 pub mod functions;
 pub mod kafka;
+pub mod latency;
+pub mod noop;
 pub mod plan;
+pub mod rate;
+pub mod report;
 pub mod runtime;
 pub mod schema;
 pub mod spec;

@@ -1,5 +1,6 @@
 //! Building one micro-batch's physical plan from a job spec and its offset
-//! ranges: Kafka scan → decode → the spec's SQL → Cassandra sink.
+//! ranges: Kafka scan (with decode) or rate scan → the spec's SQL →
+//! Cassandra or noop sink.
 //!
 //! The SQL is planned by DataFusion over a table `source` whose scan is a
 //! `KafkaScanExec` over exactly this batch's ranges. Two hidden columns (the
@@ -26,7 +27,16 @@ use crate::decode::{KeyType, ValueDecoder};
 use crate::functions;
 use crate::kafka::scan::{HIDDEN_COLUMNS, kafka_source_schema, ranges_exec};
 use crate::kafka::{KafkaScanConfig, KafkaScanExec, OffsetRange};
-use crate::spec::JobSpec;
+use crate::noop::{NoopSinkConfig, NoopSinkExec};
+use crate::rate::{RateConfig, RateScanExec, rate_source_schema};
+use crate::spec::{JobSpec, SinkFormat};
+
+/// What the table `source` scans.
+#[derive(Debug, Clone)]
+enum SourceConfig {
+    Kafka(Arc<KafkaScanConfig>),
+    Rate(RateConfig),
+}
 
 /// The sink table's columns as the store describes them.
 #[derive(Debug, Clone)]
@@ -53,7 +63,7 @@ impl SinkTable {
 
 pub struct JobPlanner {
     spec: JobSpec,
-    scan_config: Arc<KafkaScanConfig>,
+    source: SourceConfig,
     sink_columns: Vec<(String, String)>,
     ctx: SessionContext,
 }
@@ -67,10 +77,15 @@ impl std::fmt::Debug for JobPlanner {
 }
 
 impl JobPlanner {
-    /// Checks the SQL against the source and the sink table, naming any
-    /// fault, and prepares for planning batches.
-    pub async fn new(spec: JobSpec, sink: SinkTable) -> Result<Self, String> {
-        if sink.columns.is_empty() {
+    /// Checks the SQL against the source and the sink table (None for the
+    /// noop sink), naming any fault, and prepares for planning batches.
+    pub async fn new(spec: JobSpec, sink: Option<SinkTable>) -> Result<Self, String> {
+        let sink = match (spec.sink.format, sink) {
+            (SinkFormat::Noop, _) => None,
+            (SinkFormat::Cassandra, Some(t)) => Some(t),
+            (SinkFormat::Cassandra, None) => SinkTable { columns: vec![] }.into(),
+        };
+        if sink.as_ref().is_some_and(|t| t.columns.is_empty()) {
             return Err(format!(
                 "sink table {}.{} does not exist",
                 spec.sink.keyspace, spec.sink.table
@@ -80,13 +95,13 @@ impl JobPlanner {
             .source
             .key_field
             .as_ref()
-            .and_then(|k| sink.cql_type(k))
+            .and_then(|k| sink.as_ref()?.cql_type(k))
             .map(KeyType::from_cql)
             .unwrap_or(KeyType::Text);
         let decoder = spec.source.value_schema.clone().map(|fields| {
             ValueDecoder::new(fields, spec.source.key_field.clone().map(|k| (k, key_type)))
         });
-        let scan_config = Arc::new(KafkaScanConfig {
+        let kafka = Arc::new(KafkaScanConfig {
             job: spec.name.clone(),
             bootstrap_servers: spec.source.bootstrap_servers.clone(),
             consumer_options: spec.source.kafka_options.clone(),
@@ -95,6 +110,11 @@ impl JobPlanner {
             // the job retries with the same ranges (and shows as retrying).
             fetch_timeout: Duration::from_secs(10),
         });
+        let source = match spec.source.rate {
+            // start_ms is the job's: set by the manager with `with_rate_start`.
+            Some(r) => SourceConfig::Rate(RateConfig::from(r)),
+            None => SourceConfig::Kafka(kafka),
+        };
         let config = SessionConfig::new()
             .with_target_partitions(1)
             .with_round_robin_repartition(false)
@@ -103,7 +123,7 @@ impl JobPlanner {
         functions::register(&ctx);
         let mut planner = Self {
             spec,
-            scan_config,
+            source,
             sink_columns: Vec::new(),
             ctx,
         };
@@ -120,6 +140,10 @@ impl JobPlanner {
             if HIDDEN_COLUMNS.contains(&name.as_str()) {
                 continue;
             }
+            let Some(sink) = &sink else {
+                cols.push((name.clone(), String::new())); // noop: any column
+                continue;
+            };
             let Some(ty) = sink.cql_type(name) else {
                 return Err(format!(
                     "the transform's column `{name}` is not a column of {}.{} (its columns: {})",
@@ -139,7 +163,7 @@ impl JobPlanner {
             }
             cols.push((name.clone(), ty.to_string()));
         }
-        for key in sink.key_columns() {
+        for key in sink.iter().flat_map(|s| s.key_columns()) {
             if !cols.iter().any(|c| c.0 == key) {
                 return Err(format!(
                     "the transform does not produce `{key}`, a primary-key column of {}.{}",
@@ -155,6 +179,16 @@ impl JobPlanner {
         &self.spec
     }
 
+    /// For a `rate` source: when the job started, which fixes its rows.
+    pub fn with_rate_start(mut self, start_ms: i64) -> Self {
+        if let SourceConfig::Rate(r) = &mut self.source
+            && r.rows_per_batch == 0
+        {
+            r.start_ms = start_ms;
+        }
+        self
+    }
+
     /// The physical plan of one batch.
     pub async fn batch_plan(
         &self,
@@ -163,6 +197,15 @@ impl JobPlanner {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let transform = self.transform_plan(ranges).await?;
         let s = &self.spec.sink;
+        if s.format == SinkFormat::Noop {
+            return Ok(Arc::new(NoopSinkExec::new(
+                transform,
+                NoopSinkConfig {
+                    job: self.spec.name.clone(),
+                    batch_id,
+                },
+            )));
+        }
         let config = SinkConfig {
             job: self.spec.name.clone(),
             batch_id,
@@ -186,7 +229,7 @@ impl JobPlanner {
 
     async fn transform_plan(&self, ranges: &[OffsetRange]) -> Result<Arc<dyn ExecutionPlan>> {
         let table = Arc::new(BatchSource {
-            config: self.scan_config.clone(),
+            config: self.source.clone(),
             ranges: ranges.to_vec(),
         });
         self.ctx.deregister_table("source")?;
@@ -242,6 +285,7 @@ fn check_per_record(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
         "FilterExec",
         "CoalesceBatchesExec",
         "KafkaScanExec",
+        "RateScanExec",
         "DataSourceExec",
         "CooperativeExec",
     ];
@@ -260,14 +304,17 @@ fn check_per_record(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
 /// The table `source` for one batch.
 #[derive(Debug)]
 struct BatchSource {
-    config: Arc<KafkaScanConfig>,
+    config: SourceConfig,
     ranges: Vec<OffsetRange>,
 }
 
 #[async_trait]
 impl TableProvider for BatchSource {
     fn schema(&self) -> SchemaRef {
-        kafka_source_schema(self.config.decoder.as_ref())
+        match &self.config {
+            SourceConfig::Kafka(k) => kafka_source_schema(k.decoder.as_ref()),
+            SourceConfig::Rate(_) => rate_source_schema(),
+        }
     }
     fn table_type(&self) -> TableType {
         TableType::Base
@@ -279,10 +326,12 @@ impl TableProvider for BatchSource {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(KafkaScanExec::new(
-            ranges_exec(&self.ranges)?,
-            self.config.clone(),
-            projection.cloned(),
-        )?))
+        let ranges = ranges_exec(&self.ranges)?;
+        Ok(match &self.config {
+            SourceConfig::Kafka(k) => {
+                Arc::new(KafkaScanExec::new(ranges, k.clone(), projection.cloned())?)
+            }
+            SourceConfig::Rate(r) => Arc::new(RateScanExec::new(ranges, *r, projection.cloned())?),
+        })
     }
 }

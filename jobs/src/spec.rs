@@ -64,7 +64,9 @@ struct RawSink {
     format: String,
     #[serde(default = "default_contact_points")]
     contact_points: Vec<String>,
+    #[serde(default)]
     keyspace: String,
+    #[serde(default)]
     table: String,
     #[serde(default = "default_rf")]
     replication_factor: u32,
@@ -160,10 +162,38 @@ pub struct SourceSpec {
     pub value_schema_ddl: Option<String>,
     /// The value field that is the sink's primary key.
     pub key_field: Option<String>,
+    /// `format = "rate"`: Spark's rate source instead of Kafka. Its
+    /// partitions appear as topic `rate`; the Kafka fields are unused.
+    pub rate: Option<RateOptions>,
+}
+
+/// Spark's `rate` and `rate-micro-batch` source options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateOptions {
+    /// `rate`: rows per second of wall clock since the job started.
+    pub rows_per_second: u64,
+    pub num_partitions: u32,
+    /// `rate-micro-batch`: exactly this many rows per batch, whatever the
+    /// clock (0 for `rate`); row timestamps advance by
+    /// `advance_millis_per_batch` per batch from `start_timestamp_ms`.
+    pub rows_per_batch: u64,
+    pub start_timestamp_ms: i64,
+    pub advance_millis_per_batch: u64,
+}
+
+/// Where a job's rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// A Cassandra table through the CQL protocol.
+    Cassandra,
+    /// Spark's `noop`: the transform runs in full and the rows are dropped
+    /// (dead letters are counted, not written). For benchmarks.
+    Noop,
 }
 
 #[derive(Debug, Clone)]
 pub struct SinkSpec {
+    pub format: SinkFormat,
     pub contact_points: Vec<String>,
     pub keyspace: String,
     pub table: String,
@@ -232,13 +262,16 @@ impl JobSpec {
                 line_of(text, "sql")
             )));
         }
-        if raw.sink.format != "cassandra" {
-            return Err(SpecError::new(format!(
-                "invalid job spec: `sink.format` {:?} is not supported (only \"cassandra\"){}",
-                raw.sink.format,
-                line_of(text, "format")
-            )));
-        }
+        let sink_format = match raw.sink.format.as_str() {
+            "cassandra" => SinkFormat::Cassandra,
+            "noop" => SinkFormat::Noop,
+            other => {
+                return Err(SpecError::new(format!(
+                    "invalid job spec: `sink.format` {other:?} is not supported (\"cassandra\" or \"noop\"){}",
+                    line_of(text, "format")
+                )));
+            }
+        };
         if raw.sink.contact_points.is_empty() {
             return Err(SpecError::new(
                 "invalid job spec: `sink.contact_points` is empty",
@@ -249,6 +282,14 @@ impl JobSpec {
             ("sink.table", &raw.sink.table),
             ("dead_letters.table", &raw.dead_letters.table),
         ] {
+            if v.is_empty() {
+                if sink_format == SinkFormat::Noop {
+                    continue; // nothing is written
+                }
+                return Err(SpecError::new(format!(
+                    "invalid job spec: `{key}` is required"
+                )));
+            }
             if !is_cql_identifier(v) {
                 return Err(SpecError::new(format!(
                     "invalid job spec: `{key}` {v:?} is not a CQL identifier (letters, digits, _){}",
@@ -267,6 +308,7 @@ impl JobSpec {
             trigger,
             sql: raw.transform.sql,
             sink: SinkSpec {
+                format: sink_format,
                 contact_points: raw.sink.contact_points,
                 keyspace: raw.sink.keyspace,
                 table: raw.sink.table,
@@ -321,7 +363,109 @@ fn str_opt<'a>(
     }
 }
 
+const RATE_KEYS: &[&str] = &["format", "rowsPerSecond", "numPartitions", "rampUpTime"];
+const RATE_MICRO_BATCH_KEYS: &[&str] = &[
+    "format",
+    "rowsPerBatch",
+    "numPartitions",
+    "startTimestamp",
+    "advanceMillisPerBatch",
+];
+
+/// Spark's `rate` source: `rowsPerSecond` (default 1), `numPartitions`
+/// (default 1); `rampUpTime` only as 0. And `rate-micro-batch`:
+/// `rowsPerBatch` (required), `numPartitions`, `startTimestamp` (ms, default
+/// 0), `advanceMillisPerBatch` (default 1000).
+fn parse_rate_source(text: &str, t: &toml::Table, micro_batch: bool) -> Result<SourceSpec> {
+    let (known, format) = if micro_batch {
+        (RATE_MICRO_BATCH_KEYS, "rate-micro-batch")
+    } else {
+        (RATE_KEYS, "rate")
+    };
+    for key in t.keys() {
+        if !known.contains(&key.as_str()) {
+            return Err(SpecError::new(format!(
+                "invalid job spec: unknown key `source.{key}` for the {format} source{} (known: {})",
+                line_of(text, key),
+                known.join(", ")
+            )));
+        }
+    }
+    let positive = |key: &str, default: i64, max: i64| -> Result<i64> {
+        match t.get(key) {
+            None => Ok(default),
+            Some(toml::Value::Integer(n)) if (1..=max).contains(n) => Ok(*n),
+            Some(_) => Err(SpecError::new(format!(
+                "invalid job spec: `source.{key}` must be an integer from 1 to {max}{}",
+                line_of(text, key)
+            ))),
+        }
+    };
+    let num_partitions = positive("numPartitions", 1, 1024)? as u32;
+    let rate = if micro_batch {
+        if !t.contains_key("rowsPerBatch") {
+            return Err(SpecError::new(
+                "invalid job spec: `source.rowsPerBatch` is required for the rate-micro-batch source",
+            ));
+        }
+        let start_timestamp_ms = match t.get("startTimestamp") {
+            None => 0,
+            Some(toml::Value::Integer(n)) if *n >= 0 => *n,
+            Some(_) => {
+                return Err(SpecError::new(format!(
+                    "invalid job spec: `source.startTimestamp` must be milliseconds since the epoch{}",
+                    line_of(text, "startTimestamp")
+                )));
+            }
+        };
+        RateOptions {
+            rows_per_second: 0,
+            num_partitions,
+            rows_per_batch: positive("rowsPerBatch", 1, 1_000_000_000)? as u64,
+            start_timestamp_ms,
+            advance_millis_per_batch: positive("advanceMillisPerBatch", 1000, i64::from(u32::MAX))?
+                as u64,
+        }
+    } else {
+        RateOptions {
+            rows_per_second: positive("rowsPerSecond", 1, 100_000_000)? as u64,
+            num_partitions,
+            ..Default::default()
+        }
+    };
+    if let Some(v) = t.get("rampUpTime") {
+        let zero = match v {
+            toml::Value::Integer(0) => true,
+            toml::Value::String(s) => parse_duration(s).is_ok_and(|d| d.is_zero()),
+            _ => false,
+        };
+        if !zero {
+            return Err(SpecError::new(format!(
+                "invalid job spec: `source.rampUpTime` other than 0 is a Spark option Ember does not support yet{}",
+                line_of(text, "rampUpTime")
+            )));
+        }
+    }
+    Ok(SourceSpec {
+        bootstrap_servers: String::new(),
+        topics: vec![crate::rate::RATE_TOPIC.to_string()],
+        starting_offsets: StartingOffsets::Earliest,
+        max_offsets_per_trigger: None,
+        fail_on_data_loss: true,
+        kafka_options: BTreeMap::new(),
+        value_schema: None,
+        value_schema_ddl: None,
+        key_field: None,
+        rate: Some(rate),
+    })
+}
+
 fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
+    match str_opt(text, t, "format", "source.format")? {
+        Some("rate") => return parse_rate_source(text, t, false),
+        Some("rate-micro-batch") => return parse_rate_source(text, t, true),
+        _ => {}
+    }
     for key in t.keys() {
         if UNSUPPORTED_SOURCE_KEYS.contains(&key.as_str()) {
             return Err(SpecError::new(format!(
@@ -341,7 +485,7 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
         && f != "kafka"
     {
         return Err(SpecError::new(format!(
-            "invalid job spec: `source.format` {f:?} is not supported (only \"kafka\"){}",
+            "invalid job spec: `source.format` {f:?} is not supported (\"kafka\", \"rate\" or \"rate-micro-batch\"){}",
             line_of(text, "format")
         )));
     }
@@ -491,6 +635,7 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
         value_schema,
         value_schema_ddl,
         key_field,
+        rate: None,
     })
 }
 
@@ -598,6 +743,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("UUIDISH"), "{e}");
+    }
+
+    #[test]
+    fn rate_source_and_noop_sink() {
+        let spec = r#"
+name = "engine"
+[source]
+format = "rate"
+rowsPerSecond = 50000
+numPartitions = 2
+[transform]
+sql = "SELECT value AS id FROM source"
+[sink]
+format = "noop"
+"#;
+        let s = JobSpec::parse(spec).unwrap();
+        assert_eq!(
+            s.source.rate,
+            Some(RateOptions {
+                rows_per_second: 50_000,
+                num_partitions: 2,
+                ..Default::default()
+            })
+        );
+        let mb = spec
+            .replace("\"rate\"", "\"rate-micro-batch\"")
+            .replace("rowsPerSecond", "rowsPerBatch");
+        let r = JobSpec::parse(&mb).unwrap().source.rate.unwrap();
+        assert_eq!(
+            (
+                r.rows_per_batch,
+                r.advance_millis_per_batch,
+                r.rows_per_second
+            ),
+            (50_000, 1000, 0)
+        );
+        let e = JobSpec::parse(&mb.replace("rowsPerBatch = 50000", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rowsPerBatch"), "{e}");
+        let e = JobSpec::parse(&spec.replace("rowsPerSecond", "rowsPerBatch"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rowsPerBatch") && e.contains("rate source"),
+            "{e}"
+        );
+        assert_eq!(s.source.topics, vec!["rate"]);
+        assert_eq!(s.sink.format, SinkFormat::Noop);
+        let e = JobSpec::parse(&spec.replace("50000", "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rowsPerSecond") && e.contains("line 5"), "{e}");
+        let e = JobSpec::parse(&spec.replace("numPartitions = 2", "subscribe = \"t\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`source.subscribe`") && e.contains("rate"),
+            "{e}"
+        );
+        let e = JobSpec::parse(&spec.replace("numPartitions = 2", "rampUpTime = \"5s\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rampUpTime"), "{e}");
+        assert!(JobSpec::parse(&spec.replace("numPartitions = 2", "rampUpTime = \"0s\"")).is_ok());
+        let e = JobSpec::parse(&spec.replace("\"noop\"", "\"console\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("console") && e.contains("noop"), "{e}");
+        let e = JobSpec::parse(&spec.replace("\"noop\"", "\"cassandra\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sink.keyspace` is required"), "{e}");
     }
 
     #[test]

@@ -160,6 +160,30 @@ async fn metrics(State(s): State<AppState>) -> Response {
             h.count
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ember_sink_latency_seconds Record timestamp to acknowledged sink write, over the rows written since the scheduler started the job.\n# TYPE ember_sink_latency_seconds summary"
+    );
+    for sm in &summaries {
+        let name = esc(&sm.name);
+        for (q, ms) in [
+            ("0.5", sm.latency_p50_ms),
+            ("0.95", sm.latency_p95_ms),
+            ("0.99", sm.latency_p99_ms),
+            ("1", sm.latency_max_ms),
+        ] {
+            let _ = writeln!(
+                out,
+                "ember_sink_latency_seconds{{job=\"{name}\",quantile=\"{q}\"}} {}",
+                ms as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "ember_sink_latency_seconds_count{{job=\"{name}\"}} {}",
+            sm.latency_samples
+        );
+    }
     let alive = crate::executors::list(&s.ballista_http, s.executor_timeout_secs)
         .await
         .map(|v| v.iter().filter(|e| e.state == "alive").count())

@@ -26,7 +26,9 @@ use ember_api::{batch_state, job_state};
 use ember_jobs::cassandra::{SinkConnection, connect, table_columns};
 use ember_jobs::kafka::consumer::{consumer_config, watermarks};
 use ember_jobs::kafka::{OffsetRange, PartitionOffsets, TopicPartition, plan_ranges};
-use ember_jobs::spec::{StartingOffsets, Trigger};
+use ember_jobs::latency::Latency;
+use ember_jobs::rate::RateConfig;
+use ember_jobs::spec::{SinkFormat, StartingOffsets, Trigger};
 use ember_jobs::{EmberPhysicalCodec, JobPlanner, JobSpec, SinkTable};
 use futures::TryStreamExt;
 use parking_lot::Mutex;
@@ -56,6 +58,8 @@ pub struct JobStatus {
     pub history: VecDeque<MetricPoint>,
     /// (instant, rows_in, rows_out) per committed batch, for rates.
     pub rate_window: VecDeque<(Instant, u64, u64)>,
+    /// Sink latency of every row written since this scheduler ran the job.
+    pub latency: Latency,
 }
 
 pub struct Job {
@@ -84,7 +88,12 @@ impl Job {
             name: self.spec.name.clone(),
             state: s.state.clone(),
             topic: self.spec.source.topics.join(","),
-            sink: format!("{}.{}", self.spec.sink.keyspace, self.spec.sink.table),
+            sink: match self.spec.sink.format {
+                SinkFormat::Cassandra => {
+                    format!("{}.{}", self.spec.sink.keyspace, self.spec.sink.table)
+                }
+                SinkFormat::Noop => "noop".into(),
+            },
             rows_in: s.rows_in,
             rows_out: s.rows_out,
             rows_dead: s.rows_dead,
@@ -94,6 +103,11 @@ impl Job {
             rows_out_per_sec: rout,
             error: s.error.clone(),
             trigger: self.spec.trigger.describe(),
+            latency_samples: s.latency.count(),
+            latency_p50_ms: s.latency.quantile(0.5),
+            latency_p95_ms: s.latency.quantile(0.95),
+            latency_p99_ms: s.latency.quantile(0.99),
+            latency_max_ms: s.latency.max(),
         }
     }
 
@@ -340,24 +354,30 @@ impl Manager {
     }
 
     /// The job's loop.
-    async fn run(
-        self: Arc<Self>,
-        job: Arc<Job>,
-        mut meta: JobMeta,
-        mut planner: Option<JobPlanner>,
-    ) {
+    async fn run(self: Arc<Self>, job: Arc<Job>, mut meta: JobMeta, planner: Option<JobPlanner>) {
         job.set_state(job_state::RUNNING, "");
         let name = job.spec.name.clone();
         let mut failures = 0u32;
         // availableNow/once: the end offsets fixed at start.
         let mut target: Option<PartitionOffsets> = None;
-        let consumer: Option<BaseConsumer> = consumer_config(
-            &job.spec.source.bootstrap_servers,
-            &name,
-            &job.spec.source.kafka_options,
-        )
-        .create()
-        .ok();
+        let source = match job.spec.source.rate {
+            Some(r) => {
+                let mut c = RateConfig::from(r);
+                if c.rows_per_batch == 0 {
+                    c.start_ms = rate_start_ms(&meta);
+                }
+                Some(SourceClient::Rate(c))
+            }
+            None => consumer_config(
+                &job.spec.source.bootstrap_servers,
+                &name,
+                &job.spec.source.kafka_options,
+            )
+            .create()
+            .ok()
+            .map(SourceClient::Kafka),
+        };
+        let mut planner = planner.map(|p| p.with_rate_start(rate_start_ms(&meta)));
         let final_state = loop {
             if job.stopping() {
                 break job_state::STOPPED;
@@ -368,7 +388,7 @@ impl Manager {
                     &job,
                     &mut meta,
                     &mut planner,
-                    consumer.as_ref(),
+                    source.as_ref(),
                     &mut target,
                     failures + 1,
                 )
@@ -435,16 +455,23 @@ impl Manager {
         job: &Arc<Job>,
         meta: &mut JobMeta,
         planner: &mut Option<JobPlanner>,
-        consumer: Option<&BaseConsumer>,
+        source: Option<&SourceClient>,
         target: &mut Option<PartitionOffsets>,
         attempt: u32,
     ) -> Result<Step> {
-        let consumer = consumer.ok_or_else(|| anyhow!("cannot create a Kafka client"))?;
         let spec = &job.spec;
-        let (low, high) = tokio::task::block_in_place(|| {
-            watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
-        })
-        .map_err(|e| anyhow!(e))?;
+        let (low, high) = match source {
+            None => return Err(anyhow!("cannot create a Kafka client")),
+            Some(SourceClient::Kafka(consumer)) => tokio::task::block_in_place(|| {
+                watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
+            })
+            .map_err(|e| anyhow!(e))?,
+            Some(SourceClient::Rate(r)) => {
+                let committed = job.status.lock().committed.clone();
+                let now = chrono::Utc::now().timestamp_millis();
+                (r.earliest(), r.latest_after(&committed, now))
+            }
+        };
         job.status.lock().latest = high.clone();
 
         let pending = job.checkpoint.pending()?;
@@ -515,10 +542,11 @@ impl Manager {
             }
         };
         if planner.is_none() {
-            *planner = Some(validate(spec).await.map_err(|e| anyhow!(e))?);
+            let p = validate(spec).await.map_err(|e| anyhow!(e))?;
+            *planner = Some(p.with_rate_start(rate_start_ms(meta)));
         }
         let planner = planner.as_ref().ok_or_else(|| anyhow!("no planner"))?;
-        let mut info = self.run_batch(job, planner, &entry).await?;
+        let (mut info, batch_latency) = self.run_batch(job, planner, &entry).await?;
         info.attempts = attempt;
         job.checkpoint
             .write_commit(&info)
@@ -540,6 +568,7 @@ impl Manager {
         s.rows_in += info.rows_in;
         s.rows_out += info.rows_out;
         s.rows_dead += info.rows_dead;
+        s.latency.merge(&batch_latency);
         s.batches += 1;
         let now = Instant::now();
         s.rate_window.push_back((now, info.rows_in, info.rows_out));
@@ -573,7 +602,7 @@ impl Manager {
         job: &Arc<Job>,
         planner: &JobPlanner,
         entry: &OffsetsEntry,
-    ) -> Result<BatchInfo> {
+    ) -> Result<(BatchInfo, Latency)> {
         let started = Instant::now();
         let started_at = chrono::Utc::now().to_rfc3339();
         let plan = planner.batch_plan(entry.batch_id, &entry.ranges).await?;
@@ -595,7 +624,7 @@ impl Manager {
         )
         .await?;
         let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        let tasks = parse_reports(&batches)?;
+        let (tasks, latency) = parse_reports(&batches)?;
         // Every range must be accounted for, exactly once.
         let mut seen: HashMap<(String, i32), u32> = HashMap::new();
         for t in &tasks {
@@ -618,7 +647,7 @@ impl Manager {
         let mut executors: Vec<String> = tasks.iter().map(|t| t.executor_id.clone()).collect();
         executors.sort();
         executors.dedup();
-        Ok(BatchInfo {
+        let info = BatchInfo {
             batch_id: entry.batch_id,
             ranges: entry.ranges.iter().map(to_api_range).collect(),
             state: batch_state::COMMITTED.into(),
@@ -631,12 +660,19 @@ impl Manager {
             error: String::new(),
             started_at,
             attempts: 1,
-        })
+            latency_p50_ms: latency.quantile(0.5),
+            latency_p99_ms: latency.quantile(0.99),
+            latency_max_ms: latency.max(),
+        };
+        Ok((info, latency))
     }
 
     /// Recent dead letters of a job, read from the sink's dead-letter table.
     pub async fn dead_letters(&self, job: &Job, limit: usize) -> Vec<DeadLetterSample> {
         let s = &job.spec.sink;
+        if s.format == SinkFormat::Noop {
+            return Vec::new(); // counted, not kept
+        }
         let conn = SinkConnection {
             contact_points: s.contact_points.clone(),
             username: s.username.clone(),
@@ -696,6 +732,20 @@ enum Step {
     Idle,
 }
 
+/// Where a job's loop reads the latest offsets.
+enum SourceClient {
+    Kafka(BaseConsumer),
+    Rate(RateConfig),
+}
+
+/// A rate source's rows are fixed by the clock since the job was created
+/// (kept in its checkpoint, so a resumed job continues its sequence).
+fn rate_start_ms(meta: &JobMeta) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&meta.created_at)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis())
+}
+
 fn to_api_range(r: &OffsetRange) -> ember_api::OffsetRange {
     ember_api::OffsetRange {
         topic: r.topic.clone(),
@@ -705,8 +755,10 @@ fn to_api_range(r: &OffsetRange) -> ember_api::OffsetRange {
     }
 }
 
-fn parse_reports(batches: &[RecordBatch]) -> Result<Vec<TaskReport>> {
+/// The sinks' task reports, and their latency histograms merged.
+fn parse_reports(batches: &[RecordBatch]) -> Result<(Vec<TaskReport>, Latency)> {
     let mut out = Vec::new();
+    let mut latency = Latency::new();
     for b in batches {
         let s = |i: usize| {
             b.column(i)
@@ -730,7 +782,12 @@ fn parse_reports(batches: &[RecordBatch]) -> Result<Vec<TaskReport>> {
         };
         let (ex, topic, part, from, until) = (s(0)?, s(1)?, i32c(2)?, i64c(3)?, i64c(4)?);
         let (rin, rout, rdead, dur) = (u64c(5)?, u64c(6)?, u64c(7)?, u64c(8)?);
+        let lat = b
+            .column(9)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| anyhow!("bad sink report"))?;
         for i in 0..b.num_rows() {
+            latency.merge(&Latency::decode(lat.value(i)).map_err(|e| anyhow!(e))?);
             if part.is_null(i) || part.value(i) < 0 {
                 continue; // a task with no range (empty batch partition)
             }
@@ -748,11 +805,14 @@ fn parse_reports(batches: &[RecordBatch]) -> Result<Vec<TaskReport>> {
         }
     }
     out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    Ok(out)
+    Ok((out, latency))
 }
 
 /// Resolves `startingOffsets` against the broker.
 async fn resolve_start(spec: &JobSpec) -> Result<PartitionOffsets, String> {
+    if let Some(r) = spec.source.rate {
+        return Ok(RateConfig::from(r).earliest());
+    }
     let (low, high) = kafka_watermarks(spec).await?;
     Ok(low
         .iter()
@@ -796,8 +856,13 @@ async fn kafka_watermarks(spec: &JobSpec) -> Result<(PartitionOffsets, Partition
 /// sink keyspace and tables exist (created from the spec's DDL), and the SQL
 /// plans against the source and produces only sink columns.
 pub async fn validate(spec: &JobSpec) -> Result<JobPlanner, String> {
-    kafka_watermarks(spec).await?;
-    let sink = prepare_sink(spec).await?;
+    if spec.source.rate.is_none() {
+        kafka_watermarks(spec).await?;
+    }
+    let sink = match spec.sink.format {
+        SinkFormat::Cassandra => Some(prepare_sink(spec).await?),
+        SinkFormat::Noop => None,
+    };
     JobPlanner::new(spec.clone(), sink).await
 }
 

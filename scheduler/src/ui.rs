@@ -465,6 +465,7 @@ fn job_html(d: &JobDetail) -> String {
 <div><dt>dead letters</dt><dd>{dead}</dd></div><div><dt>lag</dt><dd>{lag}</dd></div>\
 <div><dt>rows in/s</dt><dd id=rate-in>{rate_in}</dd></div><div><dt>rows out/s</dt><dd id=rate-out>{rate_out}</dd></div>\
 <div><dt>batches</dt><dd>{batches}</dd></div><div><dt>trigger</dt><dd>{trigger}</dd></div>\
+<div><dt>sink latency p50 / p99</dt><dd id=latency>{p50} / {p99} ms</dd></div>\
 <div><dt>topic</dt><dd>{topic}</dd></div><div><dt>sink</dt><dd>{sink}</dd></div></dl>",
         name = esc(&m.name),
         state = state_badge("state", &m.state),
@@ -476,6 +477,8 @@ fn job_html(d: &JobDetail) -> String {
         rate_out = short_number(m.rows_out_per_sec),
         batches = count("batches", m.batches),
         trigger = esc(&m.trigger),
+        p50 = m.latency_p50_ms,
+        p99 = m.latency_p99_ms,
         topic = esc(&m.topic),
         sink = esc(&m.sink),
     );

@@ -39,7 +39,7 @@ fn bin_dir() -> PathBuf {
         .map(PathBuf::from)
         .expect("target dir")
 }
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("repo root")
@@ -409,6 +409,28 @@ pub fn reference_spec(
         .replace("127.0.0.1:9042", &cql())
         .replace("spark_streams", keyspace)
         .replace("[trigger]", &format!("[trigger]\n{trigger}"))
+}
+
+/// The engine transform, shared by the rate tests and the engine benchmark
+/// (bench/spark/spark_bench.py runs the same SQL in PySpark): it builds a JSON
+/// user from the rate source's `value` and parses it back with from_json.
+pub const ENGINE_SQL: &str = r#"SELECT j.id AS id, "timestamp" AS ts, j.name AS name, j.age AS age
+FROM (SELECT "timestamp", from_json(concat('{"id":', CAST(value AS STRING), ',"name":"user-', CAST(value AS STRING), '","age":', CAST(value % 100 AS STRING), '}'), 'id BIGINT, name STRING, age INT') AS j FROM source) t"#;
+
+/// A spec with [`ENGINE_SQL`] over a rate source (`source`: the [source]
+/// table's lines, e.g. `format = "rate"` and `rowsPerSecond = 1000`): into the
+/// CQL table `<keyspace>.rate_users` (sink "cassandra") or dropped ("noop").
+pub fn engine_spec(name: &str, keyspace: &str, source: &str, sink: &str, trigger: &str) -> String {
+    let sink = match sink {
+        "noop" => "format = \"noop\"".to_string(),
+        _ => format!(
+            "format = \"cassandra\"\ncontact_points = [\"{}\"]\nkeyspace = \"{keyspace}\"\ntable = \"rate_users\"\nddl = \"CREATE TABLE IF NOT EXISTS {keyspace}.rate_users (id bigint PRIMARY KEY, ts timestamp, name text, age int)\"",
+            cql()
+        ),
+    };
+    format!(
+        "name = \"{name}\"\n[source]\n{source}\n[trigger]\n{trigger}\n[transform]\nsql = '''\n{ENGINE_SQL}\n'''\n[sink]\n{sink}\n"
+    )
 }
 
 /// The next user of ember-ingest's seeded generator, as it produces them.

@@ -73,6 +73,10 @@ async fn cli_submits_lists_shows_and_stops_jobs() -> anyhow::Result<()> {
         ok && out.contains("PARTITIONS") && out.contains("RECENT BATCHES"),
         "{out}"
     );
+    assert!(
+        out.contains("sink latency p50") && out.contains("(1000 rows)"),
+        "{out}"
+    );
 
     let (ok, out, _) = ember(&cluster, &["executors"]);
     assert!(

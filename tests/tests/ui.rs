@@ -445,6 +445,22 @@ async fn check_metrics(cluster: &Cluster, topic: &str) -> Result<()> {
             "lag of partition {p}\n{text}"
         );
     }
+    // Every written row has a latency; quantiles are ordered and plausible.
+    ensure!(
+        find("ember_sink_latency_seconds_count", &[("job", JOB)]) == Some(5_000.0),
+        "latency samples\n{text}"
+    );
+    let q = |q: &str| {
+        find(
+            "ember_sink_latency_seconds",
+            &[("job", JOB), ("quantile", q)],
+        )
+    };
+    let (p50, p99, max) = (q("0.5"), q("0.99"), q("1"));
+    ensure!(
+        matches!((p50, p99, max), (Some(a), Some(b), Some(c)) if 0.0 < a && a <= b && b <= c && c < 600.0),
+        "latency quantiles {p50:?} {p99:?} {max:?}\n{text}"
+    );
     let count = find("ember_batch_duration_seconds_count", &[("job", JOB)]).unwrap_or(0.0);
     ensure!(count >= 5.0, "batch count {count}");
     ensure!(

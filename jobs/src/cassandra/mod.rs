@@ -5,4 +5,4 @@ pub mod session;
 pub mod sink;
 
 pub use session::{SinkConnection, connect, table_columns};
-pub use sink::{CassandraSinkExec, SinkConfig, report_schema};
+pub use sink::{CassandraSinkExec, SinkConfig};

@@ -7,10 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -25,8 +23,9 @@ use scylla::value::{CqlTimestamp, CqlValue};
 
 use super::convert::column_values;
 use super::session::{Connected, SinkConnection, connect};
-use crate::kafka::scan::{DeadLetter, KafkaScanExec, OFFSET_COLUMN, WRITE_TS_COLUMN};
-use crate::runtime;
+use crate::kafka::scan::{DeadLetter, OFFSET_COLUMN, WRITE_TS_COLUMN};
+use crate::latency::Latency;
+use crate::report::{TaskOutcome, now_ms, report_schema, scan_report};
 
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -63,21 +62,6 @@ impl SinkConfig {
             self.keyspace, self.dead_letter_table
         )
     }
-}
-
-/// The sink's output: one row per task.
-pub fn report_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("executor_id", DataType::Utf8, false),
-        Field::new("topic", DataType::Utf8, false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("from_offset", DataType::Int64, false),
-        Field::new("until_offset", DataType::Int64, false),
-        Field::new("rows_in", DataType::UInt64, false),
-        Field::new("rows_out", DataType::UInt64, false),
-        Field::new("rows_dead", DataType::UInt64, false),
-        Field::new("duration_ms", DataType::UInt64, false),
-    ]))
 }
 
 pub struct CassandraSinkExec {
@@ -168,20 +152,17 @@ impl ExecutionPlan for CassandraSinkExec {
             let conn = connect(&config.connection)
                 .await
                 .map_err(DataFusionError::Execution)?;
-            let (rows_out, sink_dead) = write_rows(&config, &conn, input).await?;
-            let report = find_scan(&scan_plan)
-                .and_then(|s| s.take_report(partition))
-                .unwrap_or_default();
-            let mut dead = report.dead;
-            let (topic, part, from, until) = match report.ranges.first() {
-                Some(r) => (
-                    r.topic.clone(),
-                    r.partition,
-                    r.from,
-                    report.ranges.last().map_or(r.until, |l| l.until),
-                ),
-                None => (String::new(), -1, 0, 0),
+            let mut latency = Latency::new();
+            let (rows_out, sink_dead) = write_rows(&config, &conn, input, &mut latency).await?;
+            let scan = scan_report(&scan_plan, partition).unwrap_or_default();
+            let mut outcome = TaskOutcome {
+                scan,
+                rows_out,
+                latency,
+                ..Default::default()
             };
+            let (topic, part, _, _) = outcome.range();
+            let mut dead = std::mem::take(&mut outcome.scan.dead);
             dead.extend(sink_dead.into_iter().map(|(offset, reason)| DeadLetter {
                 topic: topic.clone(),
                 partition: part,
@@ -190,34 +171,15 @@ impl ExecutionPlan for CassandraSinkExec {
                 reason,
             }));
             write_dead_letters(&config, &conn, &dead).await?;
-            let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec![runtime::executor_id()])),
-                Arc::new(StringArray::from(vec![topic])),
-                Arc::new(Int32Array::from(vec![part])),
-                Arc::new(Int64Array::from(vec![from])),
-                Arc::new(Int64Array::from(vec![until])),
-                Arc::new(UInt64Array::from(vec![report.rows_in])),
-                Arc::new(UInt64Array::from(vec![rows_out])),
-                Arc::new(UInt64Array::from(vec![dead.len() as u64])),
-                Arc::new(UInt64Array::from(
-                    vec![started.elapsed().as_millis() as u64],
-                )),
-            ];
-            Ok(RecordBatch::try_new(report_schema(), cols)?)
+            outcome.rows_dead = dead.len() as u64;
+            outcome.duration_ms = started.elapsed().as_millis() as u64;
+            outcome.to_batch()
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             report_schema(),
             futures::stream::once(fut),
         )))
     }
-}
-
-/// The Kafka scan below this plan, whose per-partition report the sink reads.
-fn find_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&KafkaScanExec> {
-    if let Some(s) = plan.as_ref().downcast_ref::<KafkaScanExec>() {
-        return Some(s);
-    }
-    plan.children().into_iter().find_map(find_scan)
 }
 
 type Row = (Vec<Option<CqlValue>>, i64);
@@ -228,6 +190,7 @@ async fn write_rows(
     config: &SinkConfig,
     conn: &Arc<Connected>,
     mut input: SendableRecordBatchStream,
+    latency: &mut Latency,
 ) -> Result<(u64, Vec<(i64, String)>)> {
     let insert = conn
         .prepare(&config.insert_cql())
@@ -246,11 +209,16 @@ async fn write_rows(
                 with_retries(config.max_retries, || {
                     conn.session.execute_unpaged(insert, &values)
                 })
-                .await
+                .await?;
+                // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
+                Ok::<_, DataFusionError>(now_ms() - ts.div_euclid(1000))
             }
         }))
         .buffer_unordered(config.concurrency.max(1))
-        .try_collect::<Vec<()>>()
+        .try_for_each(|ms| {
+            latency.record(ms);
+            futures::future::ready(Ok(()))
+        })
         .await?;
         written += n;
     }

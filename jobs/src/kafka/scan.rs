@@ -300,13 +300,13 @@ impl ExecutionPlan for KafkaScanExec {
     }
 }
 
-fn tokio_stream_of(
+pub(crate) fn tokio_stream_of(
     mut rx: mpsc::Receiver<Result<RecordBatch>>,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
+pub(crate) fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
     let err =
         || DataFusionError::Internal("KafkaScanExec: ranges child has an unexpected schema".into());
     let topic = b.column(0).as_string_opt::<i32>().ok_or_else(err)?;
