@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ember_e2e::{
-    Cluster, cql, cql_session, create_topic, engine_spec, kafka, reference_spec, repo_root, unique,
+    Cluster, PrivateServers, cql, cql_session, create_topic, engine_spec, kafka, reference_spec,
+    repo_root, unique,
 };
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -59,6 +60,11 @@ struct Opts {
     /// KEY=VALUE (repeatable), e.g. queued.max.messages.kbytes=16384.
     #[arg(long = "kafka-option", global = true, value_name = "KEY=VALUE")]
     kafka_options: Vec<String>,
+    /// Use the broker and store of EMBER_KAFKA / EMBER_CQL (scripts/stack)
+    /// instead of a fresh tansu and ember-cql of this build for the run. A
+    /// fresh broker matters: tansu's fetches slow down as its database grows.
+    #[arg(long, global = true)]
+    shared_servers: bool,
     /// Python with pyspark 4, confluent-kafka and cassandra-driver.
     #[arg(long, global = true, env = "EMBER_PYSPARK_PYTHON")]
     python: Option<PathBuf>,
@@ -263,10 +269,8 @@ fn mb_list(v: &[f64]) -> String {
         .join(" / ")
 }
 
-/// Starts a cluster whose binaries are this bench build's.
+/// Starts a cluster whose binaries are this bench build's (EMBER_BIN_DIR).
 async fn cluster(executors: usize) -> Result<Cluster> {
-    // SAFETY: set before any thread of ours reads it; the harness reads it when spawning.
-    unsafe { std::env::set_var("EMBER_BIN_DIR", bin_dir()) };
     Cluster::start(executors).await
 }
 
@@ -617,8 +621,23 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let (sc, o) = (cli.scenario, cli.opts);
     let all = sc == Scenario::All;
+    // SAFETY: set before anything reads them; the harness reads them when it
+    // spawns servers and clusters and connects clients.
+    unsafe { std::env::set_var("EMBER_BIN_DIR", bin_dir()) };
+    let _servers = if o.shared_servers {
+        None
+    } else {
+        // Cassandra's default commit-log mode (periodic), as the ceiling assumes.
+        let s =
+            PrivateServers::start_with(vec!["--commitlog-sync".into(), "periodic".into()]).await?;
+        unsafe {
+            std::env::set_var("EMBER_KAFKA", s.kafka());
+            std::env::set_var("EMBER_CQL", s.cql());
+        }
+        Some(s)
+    };
     eprintln!(
-        "machine: {} cores; kafka {} (tansu), cql {} (ember-cql)",
+        "machine: {} cores; kafka {} (tansu, fresh unless --shared-servers), cql {} (ember-cql, periodic)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         kafka(),
         cql()

@@ -57,7 +57,9 @@ impl Pipeline {
             )?,
             metrics: metrics.clone(),
             notify: notify.clone(),
-            claim_size: 500,
+            // Rows per claim → send → mark cycle: each cycle waits for every
+            // delivery report and a commit, so larger cycles keep the producer busy.
+            claim_size: 5000,
             poll_interval: Duration::from_secs(1),
         };
         let ingestor = Arc::new(Ingestor {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -38,49 +39,90 @@ pub struct CycleOutcome {
     pub failed: usize,
 }
 
-/// Sends `rows` and waits for every delivery report; returns per-row results
-/// in order: `Some((partition, offset))` or `None` on failure.
+/// Queues every row on the producer now, in order, so rows queued by a later
+/// call follow these on each partition; returns their delivery futures
+/// (None: the row could not be queued).
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    rows: &[StagedRow],
+    metrics: &Metrics,
+) -> Vec<Option<DeliveryFuture>> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut errors_logged = 0;
+    for row in rows {
+        let key = row.record_id.to_string();
+        let mut record = FutureRecord::to(topic).key(&key).payload(&row.payload);
+        let queued = loop {
+            match producer.send_result(record) {
+                Ok(f) => break Some(f),
+                // librdkafka's local queue is full: let it drain.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    inc(&metrics.produce_errors, 1);
+                    if errors_logged < 3 {
+                        warn!(error = %e, "cannot queue a row; it stays staged");
+                        errors_logged += 1;
+                    }
+                    break None;
+                }
+            }
+        };
+        out.push(queued);
+    }
+    out
+}
+
+/// Waits for every delivery report; per-row `Some((partition, offset))` or
+/// `None` on failure.
+async fn deliveries(
+    queued: Vec<Option<DeliveryFuture>>,
+    metrics: &Metrics,
+) -> Vec<Option<(i32, i64)>> {
+    let mut errors_logged = 0;
+    join_all(queued.into_iter().map(|f| async move {
+        match f {
+            Some(f) => f.await.ok(),
+            None => None,
+        }
+    }))
+    .await
+    .into_iter()
+    .map(|r| match r {
+        Some(Ok(d)) => Some((d.partition, d.offset)),
+        Some(Err((e, _))) => {
+            inc(&metrics.produce_errors, 1);
+            if errors_logged < 3 {
+                warn!(error = %e, "delivery failed; the row stays staged");
+                errors_logged += 1;
+            }
+            None
+        }
+        None => None,
+    })
+    .collect()
+}
+
+/// Sends `rows` and waits for every delivery report.
 async fn send_all(
     producer: &FutureProducer,
     topic: &str,
     rows: &[StagedRow],
     metrics: &Metrics,
 ) -> Vec<Option<(i32, i64)>> {
-    let mut futures = Vec::with_capacity(rows.len());
-    for row in rows {
-        let key = row.record_id.to_string();
-        // `send` queues with retry on a full local queue (up to the timeout)
-        // and resolves with the delivery report.
-        futures.push(async move {
-            let record = FutureRecord::to(topic).key(&key).payload(&row.payload);
-            producer.send(record, Duration::from_secs(30)).await
-        });
-    }
-    let mut errors_logged = 0;
-    join_all(futures)
-        .await
-        .into_iter()
-        .map(|r| match r {
-            Ok(d) => Some((d.partition, d.offset)),
-            Err((e, _)) => {
-                inc(&metrics.produce_errors, 1);
-                if errors_logged < 3 {
-                    warn!(error = %e, "delivery failed; the row stays staged");
-                    errors_logged += 1;
-                }
-                None
-            }
-        })
-        .collect()
+    deliveries(enqueue(producer, topic, rows, metrics).await, metrics).await
 }
 
 impl Relay {
-    /// One claim → send → mark cycle over up to `claim_size` rows. Rows are
-    /// claimed `FOR UPDATE SKIP LOCKED` so several relays (serve and run on
-    /// the same table) never send the same row concurrently.
-    pub async fn cycle(&self, client: &mut Client) -> anyhow::Result<CycleOutcome> {
-        let tx = client.transaction().await?;
-        let rows = tx
+    /// Claims up to `claim_size` unproduced rows in the transaction open on
+    /// `c`, `FOR UPDATE SKIP LOCKED`, so several relays (serve and run on the
+    /// same table, or the two halves of [`Relay::drain`]) never send the same
+    /// row concurrently.
+    async fn claim(&self, c: &Client) -> anyhow::Result<Vec<StagedRow>> {
+        let rows = c
             .query(
                 &format!(
                     "SELECT seq, record_id, record FROM {} WHERE produced_at IS NULL
@@ -90,21 +132,25 @@ impl Relay {
                 &[&self.claim_size],
             )
             .await?;
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(CycleOutcome::default());
-        }
-        let staged: Vec<StagedRow> = rows
+        Ok(rows
             .iter()
             .map(|r| StagedRow {
                 seq: r.get(0),
                 record_id: r.get(1),
                 payload: outbox::payload(&r.get::<_, serde_json::Value>(2)),
             })
-            .collect();
-        let results = send_all(&self.producer, &self.topic, &staged, &self.metrics).await;
+            .collect())
+    }
+
+    /// Marks the delivered rows produced and commits the transaction on `c`.
+    async fn mark(
+        &self,
+        c: &Client,
+        staged: &[StagedRow],
+        results: &[Option<(i32, i64)>],
+    ) -> anyhow::Result<CycleOutcome> {
         let (mut seqs, mut parts, mut offs) = (Vec::new(), Vec::new(), Vec::new());
-        for (row, res) in staged.iter().zip(&results) {
+        for (row, res) in staged.iter().zip(results) {
             if let Some((p, o)) = res {
                 seqs.push(row.seq);
                 parts.push(*p);
@@ -112,7 +158,7 @@ impl Relay {
             }
         }
         if !seqs.is_empty() {
-            tx.execute(
+            c.execute(
                 &format!(
                     "UPDATE {s} SET produced_at = now(), topic = $1,
                             kafka_partition = u.p, kafka_offset = u.o
@@ -124,7 +170,7 @@ impl Relay {
             )
             .await?;
         }
-        tx.commit().await?;
+        c.batch_execute("COMMIT").await?;
         inc(&self.metrics.records_produced, seqs.len() as u64);
         Ok(CycleOutcome {
             claimed: staged.len(),
@@ -133,16 +179,67 @@ impl Relay {
         })
     }
 
+    /// Claim → send → mark cycles until nothing is left to claim or a
+    /// delivery failed, on two connections in turn: the next rows are
+    /// claimed and queued while this cycle's deliveries are pending, and
+    /// marked while the next ones are, so Postgres round trips overlap with
+    /// Kafka's. Rows are queued in claim order, so each partition keeps it.
+    /// On an error the caller drops both connections, which rolls back what
+    /// was claimed and not marked (those rows are sent again: at least once).
+    pub async fn drain(&self, c: &[Client; 2]) -> anyhow::Result<CycleOutcome> {
+        let mut total = CycleOutcome::default();
+        let mut i = 0;
+        c[i].batch_execute("BEGIN").await?;
+        let mut staged = self.claim(&c[i]).await?;
+        let mut queued = enqueue(&self.producer, &self.topic, &staged, &self.metrics).await;
+        while !staged.is_empty() {
+            let j = 1 - i;
+            let (next, next_queued) = if total.failed == 0 {
+                c[j].batch_execute("BEGIN").await?;
+                let next = self.claim(&c[j]).await?;
+                let q = enqueue(&self.producer, &self.topic, &next, &self.metrics).await;
+                (next, q)
+            } else {
+                (Vec::new(), Vec::new()) // back off: finish what is in flight
+            };
+            let results =
+                deliveries(std::mem::replace(&mut queued, next_queued), &self.metrics).await;
+            let o = self.mark(&c[i], &staged, &results).await?;
+            total.claimed += o.claimed;
+            total.produced += o.produced;
+            total.failed += o.failed;
+            if next.is_empty() && total.failed == 0 {
+                c[j].batch_execute("COMMIT").await?; // the empty claim
+                break;
+            }
+            (i, staged) = (j, next);
+        }
+        if staged.is_empty() && total.claimed == 0 {
+            c[i].batch_execute("COMMIT").await?;
+        }
+        Ok(total)
+    }
+
     /// Runs cycles until `shutdown` turns true, reconnecting to Postgres and
     /// backing off on errors. Never returns an error: the relay must outlive
     /// both Postgres and Kafka outages.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut client: Option<Client> = None;
+        let mut clients: Option<[Client; 2]> = None;
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
-            if client.as_ref().is_none_or(Client::is_closed) {
-                match outbox::connect(&self.pg_url).await {
-                    Ok(c) => client = Some(c),
+            if clients
+                .as_ref()
+                .is_none_or(|c| c.iter().any(Client::is_closed))
+            {
+                let connected = async {
+                    Ok::<_, tokio_postgres::Error>([
+                        outbox::connect(&self.pg_url).await?,
+                        outbox::connect(&self.pg_url).await?,
+                    ])
+                }
+                .await;
+                match connected {
+                    Ok(c) => clients = Some(c),
                     Err(e) => {
                         warn!(error = %e, "relay: cannot connect to Postgres; retrying");
                         self.pause(&mut shutdown, backoff).await;
@@ -151,8 +248,8 @@ impl Relay {
                     }
                 }
             }
-            let Some(c) = client.as_mut() else { continue };
-            match self.cycle(c).await {
+            let Some(c) = clients.as_ref() else { continue };
+            match self.drain(c).await {
                 Ok(o) if o.failed > 0 => {
                     warn!(
                         produced = o.produced,
@@ -176,6 +273,8 @@ impl Relay {
                 }
                 Err(e) => {
                     warn!(error = %e, "relay cycle failed; retrying");
+                    // Dropping the connections rolls back their open claims.
+                    clients = None;
                     self.pause(&mut shutdown, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

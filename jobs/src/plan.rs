@@ -10,7 +10,6 @@
 //! layout and the idempotence of an upsert stream.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -108,7 +107,7 @@ impl JobPlanner {
             decoder,
             // A broker that gives nothing for this long fails the batch, which
             // the job retries with the same ranges (and shows as retrying).
-            fetch_timeout: Duration::from_secs(10),
+            fetch_timeout: spec.source.poll_timeout,
         });
         let source = match spec.source.rate {
             // start_ms is the job's: set by the manager with `with_rate_start`.

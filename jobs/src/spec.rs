@@ -162,6 +162,9 @@ pub struct SourceSpec {
     pub value_schema_ddl: Option<String>,
     /// The value field that is the sink's primary key.
     pub key_field: Option<String>,
+    /// `kafkaConsumer.pollTimeoutMs`: a task that gets no record for this
+    /// long fails (and its batch is retried). Spark's default, 120 s.
+    pub poll_timeout: Duration,
     /// `format = "rate"`: Spark's rate source instead of Kafka. Its
     /// partitions appear as topic `rate`; the Kafka fields are unused.
     pub rate: Option<RateOptions>,
@@ -224,6 +227,7 @@ const SOURCE_KEYS: &[&str] = &[
     "startingOffsets",
     "maxOffsetsPerTrigger",
     "failOnDataLoss",
+    "kafkaConsumer.pollTimeoutMs",
     "value",
 ];
 const VALUE_KEYS: &[&str] = &["format", "schema", "key"];
@@ -363,6 +367,11 @@ fn str_opt<'a>(
     }
 }
 
+/// Spark's `kafkaConsumer.pollTimeoutMs` default (`spark.network.timeout`).
+/// A slow broker (tansu's first fetch on a large partition takes seconds)
+/// must not fail batches.
+const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(120);
+
 const RATE_KEYS: &[&str] = &["format", "rowsPerSecond", "numPartitions", "rampUpTime"];
 const RATE_MICRO_BATCH_KEYS: &[&str] = &[
     "format",
@@ -456,6 +465,7 @@ fn parse_rate_source(text: &str, t: &toml::Table, micro_batch: bool) -> Result<S
         value_schema: None,
         value_schema_ddl: None,
         key_field: None,
+        poll_timeout: DEFAULT_POLL_TIMEOUT,
         rate: Some(rate),
     })
 }
@@ -555,6 +565,16 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
             )));
         }
     };
+    let poll_timeout = match t.get("kafkaConsumer.pollTimeoutMs") {
+        None => DEFAULT_POLL_TIMEOUT,
+        Some(toml::Value::Integer(n)) if *n > 0 => Duration::from_millis(*n as u64),
+        Some(_) => {
+            return Err(SpecError::new(format!(
+                "invalid job spec: `source.\"kafkaConsumer.pollTimeoutMs\"` must be a positive number of milliseconds{}",
+                line_of(text, "kafkaConsumer.pollTimeoutMs")
+            )));
+        }
+    };
     let mut kafka_options = BTreeMap::new();
     for (k, v) in t {
         if let Some(opt) = k.strip_prefix("kafka.")
@@ -635,6 +655,7 @@ fn parse_source(text: &str, t: &toml::Table) -> Result<SourceSpec> {
         value_schema,
         value_schema_ddl,
         key_field,
+        poll_timeout,
         rate: None,
     })
 }

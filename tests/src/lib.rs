@@ -644,10 +644,16 @@ pub struct PrivateServers {
     pub dir: PathBuf,
     pub tansu: Option<Proc>,
     pub cql: Option<Proc>,
+    /// Extra ember-cql flags, e.g. `--commitlog-sync periodic`.
+    pub cql_args: Vec<String>,
 }
 
 impl PrivateServers {
     pub async fn start() -> Result<Self> {
+        Self::start_with(Vec::new()).await
+    }
+    /// With extra ember-cql flags.
+    pub async fn start_with(cql_args: Vec<String>) -> Result<Self> {
         let dir = std::env::temp_dir().join(unique("ember-private"));
         std::fs::create_dir_all(dir.join("tansu"))?;
         let mut s = PrivateServers {
@@ -656,6 +662,7 @@ impl PrivateServers {
             dir,
             tansu: None,
             cql: None,
+            cql_args,
         };
         s.start_tansu().await?;
         s.start_cql().await?;
@@ -712,6 +719,7 @@ impl PrivateServers {
                 "--data-dir",
                 &self.dir.join("cql").display().to_string(),
             ])
+            .args(&self.cql_args)
             .stdout(Stdio::from(f.try_clone()?))
             .stderr(Stdio::from(f))
             .spawn()?;

@@ -151,13 +151,20 @@ async fn broker_then_store_outage_is_retried_and_the_count_is_exact() -> anyhow:
     servers.create_topic(&topic, 4)?;
     produce_users_to(&servers.kafka(), &topic, 6_000, 13).await?;
     let cluster = Cluster::start(2).await?;
-    let spec = reference_spec("outage", &topic, &ks, "", "processingTime = \"200 ms\"")
-        .replace(&kafka(), &servers.kafka())
-        .replace(&cql(), &servers.cql())
-        .replace(
-            "maxOffsetsPerTrigger = 100000",
-            "maxOffsetsPerTrigger = 1000",
-        );
+    // A short poll timeout: a batch in flight when the broker goes fails fast.
+    let spec = reference_spec(
+        "outage",
+        &topic,
+        &ks,
+        "\n\"kafkaConsumer.pollTimeoutMs\" = 5000",
+        "processingTime = \"200 ms\"",
+    )
+    .replace(&kafka(), &servers.kafka())
+    .replace(&cql(), &servers.cql())
+    .replace(
+        "maxOffsetsPerTrigger = 100000",
+        "maxOffsetsPerTrigger = 1000",
+    );
     cluster.submit(&spec, false).await?;
     cluster
         .wait_job("outage", 2 * MIN, "first batches", |d| {
