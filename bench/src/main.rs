@@ -304,13 +304,23 @@ fn extra_source(o: &Opts) -> Result<String> {
 async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result<PipelineRun> {
     let cluster = cluster(executors).await?;
     let ks = unique("bench_pipe");
-    let spec = reference_spec(
+    let mut spec = reference_spec(
         "bench",
         topic,
         &ks,
         &extra_source(o)?,
         "availableNow = true",
     );
+    if let Some(m) = o.max_offsets_per_trigger {
+        let capped = spec.replace(
+            "maxOffsetsPerTrigger = 100000 ",
+            &format!("maxOffsetsPerTrigger = {m} "),
+        );
+        if capped == spec {
+            bail!("the reference spec no longer sets maxOffsetsPerTrigger = 100000");
+        }
+        spec = capped;
+    }
     let t = Instant::now();
     cluster.submit(&spec, false).await?;
     let d = cluster

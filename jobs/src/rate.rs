@@ -28,12 +28,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::kafka::scan::{
-    OFFSET_COLUMN, ScanReport, WRITE_TS_COLUMN, ranges_from_batch, tokio_stream_of,
+    OFFSET_COLUMN, ScanReport, WRITE_TS_COLUMN, collect_ranges, tokio_stream_of,
 };
 use crate::kafka::{OffsetRange, PartitionOffsets, TopicPartition};
 
@@ -246,22 +245,19 @@ impl ExecutionPlan for RateScanExec {
         partition: usize,
         ctx: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut ranges_stream = self.ranges.execute(partition, ctx)?;
+        let ranges_stream = self.ranges.execute(partition, ctx)?;
         let config = self.config;
         let projection = self.projection.clone();
         let reports = self.reports.clone();
         let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
         tokio::spawn(async move {
-            let mut ranges = Vec::new();
-            while let Some(batch) = ranges_stream.next().await {
-                match batch.and_then(|b| ranges_from_batch(&b)) {
-                    Ok(r) => ranges.extend(r),
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+            let ranges = match collect_ranges(ranges_stream).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
                 }
-            }
+            };
             let mut report = ScanReport {
                 ranges: ranges.clone(),
                 ..Default::default()

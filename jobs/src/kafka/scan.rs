@@ -245,23 +245,20 @@ impl ExecutionPlan for KafkaScanExec {
         partition: usize,
         ctx: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut ranges_stream = self.ranges.execute(partition, ctx)?;
+        let ranges_stream = self.ranges.execute(partition, ctx)?;
         let config = self.config.clone();
         let full_schema = self.full_schema.clone();
         let projection = self.projection.clone();
         let reports = self.reports.clone();
         let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
         tokio::spawn(async move {
-            let mut ranges = Vec::new();
-            while let Some(batch) = ranges_stream.next().await {
-                match batch.and_then(|b| ranges_from_batch(&b)) {
-                    Ok(r) => ranges.extend(r),
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+            let ranges = match collect_ranges(ranges_stream).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
                 }
-            }
+            };
             let mut report = ScanReport {
                 ranges: ranges.clone(),
                 ..Default::default()
@@ -306,7 +303,18 @@ pub(crate) fn tokio_stream_of(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-pub(crate) fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
+/// The ranges a task's slice of the ranges child holds.
+pub(crate) async fn collect_ranges(
+    mut stream: SendableRecordBatchStream,
+) -> Result<Vec<OffsetRange>> {
+    let mut ranges = Vec::new();
+    while let Some(batch) = stream.next().await {
+        ranges.extend(ranges_from_batch(&batch?)?);
+    }
+    Ok(ranges)
+}
+
+fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
     let err =
         || DataFusionError::Internal("KafkaScanExec: ranges child has an unexpected schema".into());
     let topic = b.column(0).as_string_opt::<i32>().ok_or_else(err)?;
