@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ember_e2e::{
     Cluster, PrivateServers, cql, cql_session, create_topic, engine_spec, kafka, reference_spec,
-    repo_root, unique,
+    repo_root, unique, with_max_offsets,
 };
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -312,14 +312,7 @@ async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result
         "availableNow = true",
     );
     if let Some(m) = o.max_offsets_per_trigger {
-        let capped = spec.replace(
-            "maxOffsetsPerTrigger = 100000 ",
-            &format!("maxOffsetsPerTrigger = {m} "),
-        );
-        if capped == spec {
-            bail!("the reference spec no longer sets maxOffsetsPerTrigger = 100000");
-        }
-        spec = capped;
+        spec = with_max_offsets(&spec, m)?;
     }
     let t = Instant::now();
     cluster.submit(&spec, false).await?;

@@ -79,12 +79,11 @@ impl JobPlanner {
     /// Checks the SQL against the source and the sink table (None for the
     /// noop sink), naming any fault, and prepares for planning batches.
     pub async fn new(spec: JobSpec, sink: Option<SinkTable>) -> Result<Self, String> {
-        let sink = match (spec.sink.format, sink) {
-            (SinkFormat::Noop, _) => None,
-            (SinkFormat::Cassandra, Some(t)) => Some(t),
-            (SinkFormat::Cassandra, None) => SinkTable { columns: vec![] }.into(),
+        let sink = match spec.sink.format {
+            SinkFormat::Noop => None,
+            SinkFormat::Cassandra => sink.filter(|t| !t.columns.is_empty()),
         };
-        if sink.as_ref().is_some_and(|t| t.columns.is_empty()) {
+        if spec.sink.format == SinkFormat::Cassandra && sink.is_none() {
             return Err(format!(
                 "sink table {}.{} does not exist",
                 spec.sink.keyspace, spec.sink.table
@@ -110,8 +109,8 @@ impl JobPlanner {
             fetch_timeout: spec.source.poll_timeout,
         });
         let source = match spec.source.rate {
-            // start_ms is the job's: set by the manager with `with_rate_start`.
-            Some(r) => SourceConfig::Rate(RateConfig::from(r)),
+            // The job's start is set by the manager with `with_rate_start`.
+            Some(r) => SourceConfig::Rate(RateConfig::for_job(r, 0)),
             None => SourceConfig::Kafka(kafka),
         };
         let config = SessionConfig::new()
@@ -178,12 +177,10 @@ impl JobPlanner {
         &self.spec
     }
 
-    /// For a `rate` source: when the job started, which fixes its rows.
-    pub fn with_rate_start(mut self, start_ms: i64) -> Self {
-        if let SourceConfig::Rate(r) = &mut self.source
-            && r.rows_per_batch == 0
-        {
-            r.start_ms = start_ms;
+    /// For a rate source: when the job started, which fixes its rows.
+    pub fn with_rate_start(mut self, job_start_ms: i64) -> Self {
+        if let (SourceConfig::Rate(r), Some(opts)) = (&mut self.source, self.spec.source.rate) {
+            *r = RateConfig::for_job(opts, job_start_ms);
         }
         self
     }

@@ -119,13 +119,18 @@ impl RateConfig {
     }
 }
 
-impl From<crate::spec::RateOptions> for RateConfig {
-    /// `start_ms` of a `rate` source is the job's start, set by its owner.
-    fn from(r: crate::spec::RateOptions) -> Self {
+impl RateConfig {
+    /// The source of a job started at `job_start_ms`: `rate` counts its rows
+    /// from then, `rate-micro-batch` from its `startTimestamp`.
+    pub fn for_job(r: crate::spec::RateOptions, job_start_ms: i64) -> Self {
         RateConfig {
             rows_per_second: r.rows_per_second,
             num_partitions: r.num_partitions,
-            start_ms: r.start_timestamp_ms,
+            start_ms: if r.rows_per_batch > 0 {
+                r.start_timestamp_ms
+            } else {
+                job_start_ms
+            },
             rows_per_batch: r.rows_per_batch,
             advance_ms: r.advance_millis_per_batch,
         }

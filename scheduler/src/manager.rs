@@ -361,13 +361,10 @@ impl Manager {
         // availableNow/once: the end offsets fixed at start.
         let mut target: Option<PartitionOffsets> = None;
         let source = match job.spec.source.rate {
-            Some(r) => {
-                let mut c = RateConfig::from(r);
-                if c.rows_per_batch == 0 {
-                    c.start_ms = rate_start_ms(&meta);
-                }
-                Some(SourceClient::Rate(c))
-            }
+            Some(r) => Some(SourceClient::Rate(RateConfig::for_job(
+                r,
+                rate_start_ms(&meta),
+            ))),
             None => consumer_config(
                 &job.spec.source.bootstrap_servers,
                 &name,
@@ -460,6 +457,7 @@ impl Manager {
         attempt: u32,
     ) -> Result<Step> {
         let spec = &job.spec;
+        let committed = job.status.lock().committed.clone();
         let (low, high) = match source {
             None => return Err(anyhow!("cannot create a Kafka client")),
             Some(SourceClient::Kafka(consumer)) => tokio::task::block_in_place(|| {
@@ -467,7 +465,6 @@ impl Manager {
             })
             .map_err(|e| anyhow!(e))?,
             Some(SourceClient::Rate(r)) => {
-                let committed = job.status.lock().committed.clone();
                 let now = chrono::Utc::now().timestamp_millis();
                 (r.earliest(), r.latest_after(&committed, now))
             }
@@ -485,7 +482,7 @@ impl Manager {
                 p
             }
             None => {
-                let mut start = job.status.lock().committed.clone();
+                let mut start = committed;
                 for (tp, lo) in &low {
                     // A partition that appeared after the job started: from its beginning.
                     if !start.contains_key(tp) {
@@ -811,7 +808,7 @@ fn parse_reports(batches: &[RecordBatch]) -> Result<(Vec<TaskReport>, Latency)> 
 /// Resolves `startingOffsets` against the broker.
 async fn resolve_start(spec: &JobSpec) -> Result<PartitionOffsets, String> {
     if let Some(r) = spec.source.rate {
-        return Ok(RateConfig::from(r).earliest());
+        return Ok(RateConfig::for_job(r, 0).earliest());
     }
     let (low, high) = kafka_watermarks(spec).await?;
     Ok(low

@@ -411,6 +411,16 @@ pub fn reference_spec(
         .replace("[trigger]", &format!("[trigger]\n{trigger}"))
 }
 
+/// `spec` (from [`reference_spec`]) with maxOffsetsPerTrigger = `n` instead
+/// of the reference's 100,000.
+pub fn with_max_offsets(spec: &str, n: u64) -> Result<String> {
+    const REFERENCE: &str = "maxOffsetsPerTrigger = 100000 ";
+    if !spec.contains(REFERENCE) {
+        bail!("the spec does not set `{}`", REFERENCE.trim_end());
+    }
+    Ok(spec.replace(REFERENCE, &format!("maxOffsetsPerTrigger = {n} ")))
+}
+
 /// The engine transform, shared by the rate tests and the engine benchmark
 /// (bench/spark/spark_bench.py runs the same SQL in PySpark): it builds a JSON
 /// user from the rate source's `value` and parses it back with from_json.

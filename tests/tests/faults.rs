@@ -28,10 +28,7 @@ async fn scheduler_killed_mid_batch_resumes_from_its_checkpoint_exactly() -> any
     create_topic(&topic, 4)?;
     produce_users(&topic, 20_000, 11).await?;
     let mut cluster = Cluster::start(2).await?;
-    let spec = reference_spec("skill", &topic, &ks, "", "").replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 2000",
-    );
+    let spec = with_max_offsets(&reference_spec("skill", &topic, &ks, "", ""), 2000)?;
     cluster.submit(&spec, false).await?;
     wait_mid_batch(&cluster, "skill", 2).await?;
     cluster.scheduler.kill(); // kill -9
@@ -106,10 +103,7 @@ async fn executor_lost_mid_batch_and_a_new_one_joins() -> anyhow::Result<()> {
     create_topic(&topic, 4)?;
     produce_users(&topic, 30_000, 12).await?;
     let mut cluster = Cluster::start(2).await?;
-    let spec = reference_spec("xkill", &topic, &ks, "", "").replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 2000",
-    );
+    let spec = with_max_offsets(&reference_spec("xkill", &topic, &ks, "", ""), 2000)?;
     cluster.submit(&spec, false).await?;
     wait_mid_batch(&cluster, "xkill", 2).await?;
     cluster.executors[1].kill();
@@ -160,11 +154,8 @@ async fn broker_then_store_outage_is_retried_and_the_count_is_exact() -> anyhow:
         "processingTime = \"200 ms\"",
     )
     .replace(&kafka(), &servers.kafka())
-    .replace(&cql(), &servers.cql())
-    .replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 1000",
-    );
+    .replace(&cql(), &servers.cql());
+    let spec = with_max_offsets(&spec, 1000)?;
     cluster.submit(&spec, false).await?;
     cluster
         .wait_job("outage", 2 * MIN, "first batches", |d| {

@@ -260,10 +260,10 @@ async fn available_now_drains_the_backlog_in_several_batches_then_finishes() -> 
     create_topic(&topic, 4)?;
     produce_users(&topic, 5_000, 3).await?;
     let cluster = Cluster::start(2).await?;
-    let spec = reference_spec("avail", &topic, &ks, "", "availableNow = true").replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 1000",
-    );
+    let spec = with_max_offsets(
+        &reference_spec("avail", &topic, &ks, "", "availableNow = true"),
+        1000,
+    )?;
     cluster.submit(&spec, false).await?;
     let d = cluster
         .wait_job("avail", 3 * MIN, "finished", |d| {
@@ -301,10 +301,10 @@ async fn once_runs_one_batch_of_everything_then_finishes() -> anyhow::Result<()>
     produce_users(&topic, 3_000, 5).await?;
     let cluster = Cluster::start(1).await?;
     // Like Spark's Trigger.Once, one batch of everything, whatever maxOffsetsPerTrigger says.
-    let spec = reference_spec("once", &topic, &ks, "", "once = true").replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 1000",
-    );
+    let spec = with_max_offsets(
+        &reference_spec("once", &topic, &ks, "", "once = true"),
+        1000,
+    )?;
     cluster.submit(&spec, false).await?;
     let d = cluster
         .wait_job("once", 2 * MIN, "finished", |d| {

@@ -161,10 +161,10 @@ async fn web_ui_follows_a_running_job_escapes_payloads_and_stops_it() -> Result<
 
     let cluster = Cluster::start(2).await?;
     // Small batches once a second, so the job is visibly working for a while.
-    let spec = reference_spec(JOB, &topic, &ks, "", "processingTime = \"1 second\"").replace(
-        "maxOffsetsPerTrigger = 100000",
-        "maxOffsetsPerTrigger = 400",
-    );
+    let spec = with_max_offsets(
+        &reference_spec(JOB, &topic, &ks, "", "processingTime = \"1 second\""),
+        400,
+    )?;
     cluster.submit(&spec, false).await?;
 
     let driver = Driver::start().await?;
