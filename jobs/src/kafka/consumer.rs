@@ -1,24 +1,105 @@
 //! Kafka consumers for offset-range reads and watermark look-ups.
 //!
-//! A fresh consumer costs a connection and a metadata round trip, so
-//! executors keep them across batches in a small pool and re-assign (seek) per
-//! range. Consumers are assign-only: no group subscription and no committed
-//! offsets; the job's checkpoint owns the offsets, as in Spark.
+//! A fresh consumer costs a connection and a metadata round trip, and what it
+//! has prefetched is lost when it is unassigned. So executors keep one
+//! consumer per topic-partition across micro-batches, still assigned: when
+//! the next batch's range starts where the last one ended (the usual case),
+//! the read goes on from the records already fetched, as Spark's cached
+//! `KafkaDataConsumer` does. Otherwise it seeks. Consumers are assign-only:
+//! no group subscription and no committed offsets; the job's checkpoint owns
+//! the offsets, as in Spark. A consumer idle for [`IDLE_EVICT`] is closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::ranges::{PartitionOffsets, TopicPartition};
 
-const POOL_MAX_PER_KEY: usize = 16;
+/// An idle consumer (and what it has prefetched) is closed after this long.
+pub const IDLE_EVICT: Duration = Duration::from_secs(60);
+/// Idle consumers kept per executor at most; the longest idle go first.
+const POOL_MAX: usize = 64;
 
-static POOL: LazyLock<Mutex<HashMap<String, Vec<BaseConsumer>>>> = LazyLock::new(Default::default);
+struct Idle {
+    consumer: BaseConsumer,
+    /// The next offset `poll` returns, when known.
+    position: Option<i64>,
+    since: Instant,
+}
+
+static POOL: LazyLock<Mutex<HashMap<String, Vec<Idle>>>> = LazyLock::new(|| {
+    // Closing a consumer blocks, so eviction runs on a thread of its own.
+    let _ = std::thread::Builder::new()
+        .name("ember-kafka-evict".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                drop(evict(IDLE_EVICT, POOL_MAX));
+            }
+        });
+    Default::default()
+});
+
+/// Takes the consumers idle for longer than `idle`, and the longest idle
+/// beyond `max`, out of the pool (the caller drops them, outside the lock).
+fn evict(idle: Duration, max: usize) -> Vec<BaseConsumer> {
+    let mut pool = POOL.lock();
+    let mut out = Vec::new();
+    for v in pool.values_mut() {
+        let (old, keep): (Vec<Idle>, Vec<Idle>) =
+            v.drain(..).partition(|i| i.since.elapsed() > idle);
+        *v = keep;
+        out.extend(old.into_iter().map(|i| i.consumer));
+    }
+    let mut all: Vec<(String, Instant)> = pool
+        .iter()
+        .flat_map(|(k, v)| v.iter().map(move |i| (k.clone(), i.since)))
+        .collect();
+    if all.len() > max {
+        all.sort_by_key(|(_, since)| *since);
+        for (k, _) in all
+            .into_iter()
+            .take(pool.values().map(Vec::len).sum::<usize>() - max)
+        {
+            if let Some(v) = pool.get_mut(&k)
+                && !v.is_empty()
+            {
+                out.push(v.remove(0).consumer);
+            }
+        }
+    }
+    pool.retain(|_, v| !v.is_empty());
+    out
+}
+
+static CREATED: AtomicU64 = AtomicU64::new(0);
+static CONTINUED: AtomicU64 = AtomicU64::new(0);
+static SEEKS: AtomicU64 = AtomicU64::new(0);
+
+/// How range reads found their consumer, since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// New consumers created.
+    pub created: u64,
+    /// Reads that went on from where the consumer stood (prefetch reused).
+    pub continued: u64,
+    /// Reads that had to re-position a pooled consumer.
+    pub seeks: u64,
+}
+
+pub fn consumer_stats() -> ConsumerStats {
+    ConsumerStats {
+        created: CREATED.load(Ordering::Relaxed),
+        continued: CONTINUED.load(Ordering::Relaxed),
+        seeks: SEEKS.load(Ordering::Relaxed),
+    }
+}
 
 /// librdkafka settings for Ember's range reads; user `kafka.*` options win.
 pub fn consumer_config(
@@ -42,32 +123,74 @@ pub fn consumer_config(
     cfg
 }
 
-fn pool_key(bootstrap: &str, job: &str, options: &BTreeMap<String, String>) -> String {
-    format!("{bootstrap}|{job}|{options:?}")
+fn pool_key(
+    bootstrap: &str,
+    job: &str,
+    options: &BTreeMap<String, String>,
+    topic: &str,
+    partition: i32,
+) -> String {
+    format!("{bootstrap}|{job}|{options:?}|{topic}|{partition}")
 }
 
-/// A pooled consumer, returned to the pool on drop unless it failed.
-pub struct PooledConsumer {
+/// A consumer assigned to one topic-partition, returned to the pool (still
+/// assigned) on drop unless it failed.
+pub struct PartitionConsumer {
     key: String,
     consumer: Option<BaseConsumer>,
+    /// The next offset `poll` returns, when known: the reader sets it when it
+    /// stops cleanly. None (after an error, or a record taken past the range)
+    /// makes the next read seek.
+    pub position: Option<i64>,
     pub broken: bool,
 }
 
-impl PooledConsumer {
+impl PartitionConsumer {
+    /// A consumer of `topic`/`partition` whose next record is at `offset`:
+    /// the pooled one as it stands when it is there already, else the pooled
+    /// one sought there, else a new one.
     pub fn get(
         bootstrap: &str,
         job: &str,
         options: &BTreeMap<String, String>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
     ) -> KafkaResult<Self> {
-        let key = pool_key(bootstrap, job, options);
-        let pooled = POOL.lock().get_mut(&key).and_then(|v| v.pop());
+        let key = pool_key(bootstrap, job, options, topic, partition);
+        let pooled = {
+            let mut pool = POOL.lock();
+            pool.get_mut(&key).and_then(|v| {
+                let i = v
+                    .iter()
+                    .position(|i| i.position == Some(offset))
+                    .unwrap_or(0);
+                (!v.is_empty()).then(|| v.remove(i))
+            })
+        };
         let consumer = match pooled {
-            Some(c) => c,
-            None => consumer_config(bootstrap, job, options).create()?,
+            Some(idle) if idle.position == Some(offset) => {
+                CONTINUED.fetch_add(1, Ordering::Relaxed);
+                idle.consumer
+            }
+            Some(idle) => {
+                SEEKS.fetch_add(1, Ordering::Relaxed);
+                assign(&idle.consumer, topic, partition, offset)?;
+                idle.consumer
+            }
+            None => {
+                let c: BaseConsumer = consumer_config(bootstrap, job, options).create()?;
+                CREATED.fetch_add(1, Ordering::Relaxed);
+                assign(&c, topic, partition, offset)?;
+                c
+            }
         };
         Ok(Self {
             key,
             consumer: Some(consumer),
+            // Unknown until the read says where it stopped: a read that ends
+            // early leaves it so, and the next read seeks.
+            position: None,
             broken: false,
         })
     }
@@ -77,18 +200,25 @@ impl PooledConsumer {
     }
 }
 
-impl Drop for PooledConsumer {
+/// (Re-)assigns the consumer to the partition at `offset`; librdkafka drops
+/// what it had prefetched.
+fn assign(c: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    c.assign(&tpl)
+}
+
+impl Drop for PartitionConsumer {
     fn drop(&mut self) {
         if self.broken {
             return;
         }
-        if let Some(c) = self.consumer.take() {
-            let _ = c.unassign();
-            let mut pool = POOL.lock();
-            let v = pool.entry(self.key.clone()).or_default();
-            if v.len() < POOL_MAX_PER_KEY {
-                v.push(c);
-            }
+        if let Some(consumer) = self.consumer.take() {
+            POOL.lock().entry(self.key.clone()).or_default().push(Idle {
+                consumer,
+                position: self.position,
+                since: Instant::now(),
+            });
         }
     }
 }

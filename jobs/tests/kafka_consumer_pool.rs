@@ -1,0 +1,130 @@
+//! The executor's Kafka consumers against a real broker (EMBER_KAFKA, started
+//! by scripts/stack): a range that starts where the partition's last range
+//! ended goes on from the pooled consumer's prefetch; any other range seeks;
+//! either way each range yields exactly its own records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::collect;
+use ember_jobs::kafka::consumer::consumer_stats;
+use ember_jobs::kafka::scan::ranges_exec;
+use ember_jobs::kafka::{KafkaScanConfig, KafkaScanExec, OffsetRange};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn broker() -> String {
+    std::env::var("EMBER_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// (offset, value) of every record a scan of `range` returns.
+async fn read(job: &str, range: OffsetRange) -> anyhow::Result<Vec<(i64, String)>> {
+    let config = Arc::new(KafkaScanConfig {
+        job: job.into(),
+        bootstrap_servers: broker(),
+        consumer_options: BTreeMap::new(),
+        decoder: None,
+        fetch_timeout: Duration::from_secs(20),
+    });
+    let scan = Arc::new(KafkaScanExec::new(ranges_exec(&[range])?, config, None)?);
+    let batches: Vec<RecordBatch> = collect(scan, Arc::new(TaskContext::default())).await?;
+    let mut out = Vec::new();
+    for b in batches {
+        let offsets = b
+            .column_by_name("offset")
+            .expect("offset column")
+            .as_primitive::<Int64Type>();
+        let values = b
+            .column_by_name("value")
+            .expect("value column")
+            .as_binary::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((
+                offsets.value(i),
+                String::from_utf8(values.value(i).to_vec())?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn expected(from: i64, until: i64) -> Vec<(i64, String)> {
+    (from..until).map(|o| (o, format!("v{o}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> anyhow::Result<()> {
+    let topic = format!("pool_{}", uuid::Uuid::new_v4().simple());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()?;
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    for r in created {
+        r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("linger.ms", "5")
+        .create()?;
+    for i in 0..300 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&value)
+                    .partition(0),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+    }
+
+    let range = |from, until| OffsetRange {
+        topic: topic.clone(),
+        partition: 0,
+        from,
+        until,
+    };
+    let job = topic.as_str();
+    let s0 = consumer_stats();
+    assert_eq!(read(job, range(0, 100)).await?, expected(0, 100));
+    let s1 = consumer_stats();
+    assert_eq!(
+        s1.created,
+        s0.created + 1,
+        "the first read creates a consumer"
+    );
+
+    // The next micro-batch of the partition: no new consumer, no seek.
+    assert_eq!(read(job, range(100, 200)).await?, expected(100, 200));
+    let s2 = consumer_stats();
+    assert_eq!(
+        (s2.created, s2.continued, s2.seeks),
+        (s1.created, s1.continued + 1, s1.seeks),
+        "a range starting where the last ended goes on from the prefetch"
+    );
+
+    // A replay of earlier offsets (a retried batch) seeks back.
+    assert_eq!(read(job, range(50, 60)).await?, expected(50, 60));
+    let s3 = consumer_stats();
+    assert_eq!((s3.created, s3.seeks), (s2.created, s2.seeks + 1));
+
+    // And goes on from there again.
+    assert_eq!(read(job, range(60, 300)).await?, expected(60, 300));
+    let s4 = consumer_stats();
+    assert_eq!(s4.continued, s3.continued + 1);
+    assert_eq!(s4.created, s3.created);
+    Ok(())
+}
