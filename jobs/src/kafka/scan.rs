@@ -30,12 +30,10 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use parking_lot::Mutex;
-use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::consumer::PooledConsumer;
+use super::consumer::PartitionConsumer;
 use super::ranges::OffsetRange;
 use crate::decode::ValueDecoder;
 
@@ -51,7 +49,7 @@ pub const HIDDEN_COLUMNS: [&str; 2] = [WRITE_TS_COLUMN, OFFSET_COLUMN];
 /// The struct column holding the decoded value.
 pub const DATA_COLUMN: &str = "data";
 
-const CHUNK_ROWS: usize = 4096;
+const CHUNK_ROWS: usize = 1024;
 
 /// The schema of the table `source`: Spark's Kafka columns, then the decoded
 /// value (if a schema is declared), then the hidden write timestamp.
@@ -361,28 +359,26 @@ fn read_range(
         return Ok((0, Vec::new()));
     }
     let ext = |e: String| DataFusionError::Execution(e);
-    let mut pooled = PooledConsumer::get(&cfg.bootstrap_servers, &cfg.job, &cfg.consumer_options)
-        .map_err(|e| {
+    let mut pooled = PartitionConsumer::get(
+        &cfg.bootstrap_servers,
+        &cfg.job,
+        &cfg.consumer_options,
+        &range.topic,
+        range.partition,
+        range.from,
+    )
+    .map_err(|e| {
         ext(format!(
-            "cannot create a Kafka consumer for {}: {e}",
-            cfg.bootstrap_servers
+            "cannot read {}/{} from {}: {e}",
+            range.topic, range.partition, cfg.bootstrap_servers
         ))
     })?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(range.from))
-        .map_err(|e| ext(e.to_string()))?;
-    pooled.consumer().assign(&tpl).map_err(|e| {
-        ext(format!(
-            "cannot assign {}/{}: {e}",
-            range.topic, range.partition
-        ))
-    })?;
-
     let mut next = range.from;
     let mut rows_in = 0u64;
     let mut dead = Vec::new();
     let mut chunk: Vec<Rec> = Vec::with_capacity(CHUNK_ROWS);
     let mut last_progress = Instant::now();
+    let mut past_range = false;
     while next < range.until {
         let msg = match pooled.consumer().poll(Duration::from_millis(200)) {
             None => {
@@ -431,6 +427,9 @@ fn read_range(
             );
         }
         if off >= range.until {
+            // Taken from the queue past the range (a gap before `until`):
+            // the next read of this partition must seek.
+            past_range = true;
             break;
         }
         next = off + 1;
@@ -457,10 +456,12 @@ fn read_range(
                 &mut dead,
             )?;
             if tx.blocking_send(Ok(batch)).is_err() {
+                pooled.position = Some(next);
                 return Ok((rows_in, dead)); // the consumer of the stream went away
             }
         }
     }
+    pooled.position = (!past_range).then_some(next);
     if !chunk.is_empty() {
         let batch = build_batch(cfg, range, chunk, schema, projection, &mut dead)?;
         let _ = tx.blocking_send(Ok(batch));
