@@ -189,39 +189,40 @@ type Row = (Vec<Option<CqlValue>>, i64);
 async fn write_rows(
     config: &SinkConfig,
     conn: &Arc<Connected>,
-    mut input: SendableRecordBatchStream,
+    input: SendableRecordBatchStream,
     latency: &mut Latency,
 ) -> Result<(u64, Vec<(i64, String)>)> {
     let insert = conn
         .prepare(&config.insert_cql())
         .await
         .map_err(DataFusionError::Execution)?;
+    // One window of `concurrency` writes over the whole input, not one per
+    // input batch: waiting for each batch's last writes before taking the
+    // next left the store idle at every batch boundary.
+    let dead = parking_lot::Mutex::new(Vec::new());
     let mut written = 0u64;
-    let mut dead = Vec::new();
-    while let Some(batch) = input.next().await {
-        let batch = batch?;
-        let rows = to_rows(config, &batch, &mut dead)?;
-        let n = rows.len() as u64;
-        futures::stream::iter(rows.into_iter().map(|(mut values, ts)| {
-            let insert = &insert;
-            async move {
-                values.push(Some(CqlValue::BigInt(ts)));
-                with_retries(config.max_retries, || {
-                    conn.session.execute_unpaged(insert, &values)
-                })
-                .await?;
-                // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
-                Ok::<_, DataFusionError>(now_ms() - ts.div_euclid(1000))
-            }
-        }))
-        .buffer_unordered(config.concurrency.max(1))
+    let insert = &insert;
+    input
+        .map(|batch| to_rows(config, &batch?, &mut dead.lock()))
+        .map_ok(|rows| futures::stream::iter(rows.into_iter().map(Ok::<Row, DataFusionError>)))
+        .try_flatten()
+        .map_ok(|(mut values, ts)| async move {
+            values.push(Some(CqlValue::BigInt(ts)));
+            with_retries(config.max_retries, || {
+                conn.session.execute_unpaged(insert, &values)
+            })
+            .await?;
+            // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
+            Ok::<_, DataFusionError>(now_ms() - ts.div_euclid(1000))
+        })
+        .try_buffer_unordered(config.concurrency.max(1))
         .try_for_each(|ms| {
             latency.record(ms);
+            written += 1;
             futures::future::ready(Ok(()))
         })
         .await?;
-        written += n;
-    }
+    let dead = dead.into_inner();
     Ok((written, dead))
 }
 
