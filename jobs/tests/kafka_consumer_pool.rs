@@ -54,6 +54,28 @@ async fn read(job: &str, range: OffsetRange) -> anyhow::Result<Vec<(i64, String)
     Ok(out)
 }
 
+/// Records k{i}/v{i} for each i, in order, into partition 0.
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    ids: std::ops::Range<i64>,
+) -> anyhow::Result<()> {
+    for i in ids {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&value)
+                    .partition(0),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+    }
+    Ok(())
+}
+
 fn expected(from: i64, until: i64) -> Vec<(i64, String)> {
     (from..until).map(|o| (o, format!("v{o}"))).collect()
 }
@@ -77,19 +99,7 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
         .set("bootstrap.servers", broker())
         .set("linger.ms", "5")
         .create()?;
-    for i in 0..300 {
-        let (key, value) = (format!("k{i}"), format!("v{i}"));
-        producer
-            .send(
-                FutureRecord::to(&topic)
-                    .key(&key)
-                    .payload(&value)
-                    .partition(0),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
-    }
+    produce(&producer, &topic, 0..300).await?;
 
     let range = |from, until| OffsetRange {
         topic: topic.clone(),
@@ -121,10 +131,21 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
     let s3 = consumer_stats();
     assert_eq!((s3.created, s3.seeks), (s2.created, s2.seeks + 1));
 
-    // And goes on from there again.
+    // And goes on from there again: the consumer that sought was paused
+    // while idle, and resumes where it stopped.
     assert_eq!(read(job, range(60, 300)).await?, expected(60, 300));
     let s4 = consumer_stats();
     assert_eq!(s4.continued, s3.continued + 1);
     assert_eq!(s4.created, s3.created);
+
+    // Records that arrive after a read reached the partition's end are read
+    // by the same consumer.
+    produce(&producer, &topic, 300..350).await?;
+    assert_eq!(read(job, range(300, 350)).await?, expected(300, 350));
+    let s5 = consumer_stats();
+    assert_eq!(
+        (s5.created, s5.continued, s5.seeks),
+        (s4.created, s4.continued + 1, s4.seeks)
+    );
     Ok(())
 }

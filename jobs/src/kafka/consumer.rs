@@ -5,7 +5,12 @@
 //! consumer per topic-partition across micro-batches, still assigned: when
 //! the next batch's range starts where the last one ended (the usual case),
 //! the read goes on from the records already fetched, as Spark's cached
-//! `KafkaDataConsumer` does. Otherwise it seeks. Consumers are assign-only:
+//! `KafkaDataConsumer` does. Otherwise it seeks. Ballista does not place a
+//! partition's tasks on the same executor every time, so a consumer whose
+//! read had to seek (its partition's last range went to another executor) is
+//! paused while idle rather than fetch what the other one reads; it resumes
+//! when its partition's next range starts where it stopped.
+//! Consumers are assign-only:
 //! no group subscription and no committed offsets; the job's checkpoint owns
 //! the offsets, as in Spark. A consumer idle for [`IDLE_EVICT`] is closed.
 
@@ -30,6 +35,8 @@ struct Idle {
     consumer: BaseConsumer,
     /// The next offset `poll` returns, when known.
     position: Option<i64>,
+    /// Paused while idle: not fetching, nothing prefetched.
+    paused: bool,
     since: Instant,
 }
 
@@ -137,7 +144,11 @@ fn pool_key(
 /// assigned) on drop unless it failed.
 pub struct PartitionConsumer {
     key: String,
+    topic: String,
+    partition: i32,
     consumer: Option<BaseConsumer>,
+    /// This read re-positioned a pooled consumer.
+    sought: bool,
     /// The next offset `poll` returns, when known: the reader sets it when it
     /// stops cleanly. None (after an error, or a record taken past the range)
     /// makes the next read seek.
@@ -168,26 +179,40 @@ impl PartitionConsumer {
                 (!v.is_empty()).then(|| v.remove(i))
             })
         };
+        let sought = pooled.as_ref().is_some_and(|i| i.position != Some(offset));
         let consumer = match pooled {
             Some(idle) if idle.position == Some(offset) => {
                 CONTINUED.fetch_add(1, Ordering::Relaxed);
+                if idle.paused {
+                    // Fetches again from the position it was paused at.
+                    idle.consumer
+                        .resume(&partition_list(topic, partition, offset)?)?;
+                }
                 idle.consumer
             }
             Some(idle) => {
                 SEEKS.fetch_add(1, Ordering::Relaxed);
-                assign(&idle.consumer, topic, partition, offset)?;
+                if idle.paused {
+                    idle.consumer
+                        .resume(&partition_list(topic, partition, offset)?)?;
+                }
+                idle.consumer
+                    .assign(&partition_list(topic, partition, offset)?)?;
                 idle.consumer
             }
             None => {
                 let c: BaseConsumer = consumer_config(bootstrap, job, options).create()?;
                 CREATED.fetch_add(1, Ordering::Relaxed);
-                assign(&c, topic, partition, offset)?;
+                c.assign(&partition_list(topic, partition, offset)?)?;
                 c
             }
         };
         Ok(Self {
             key,
+            topic: topic.to_string(),
+            partition,
             consumer: Some(consumer),
+            sought,
             // Unknown until the read says where it stopped: a read that ends
             // early leaves it so, and the next read seeks.
             position: None,
@@ -200,12 +225,12 @@ impl PartitionConsumer {
     }
 }
 
-/// (Re-)assigns the consumer to the partition at `offset`; librdkafka drops
-/// what it had prefetched.
-fn assign(c: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+/// The one partition, at `offset`: for assign (a seek: librdkafka drops
+/// what it had prefetched), pause and resume.
+fn partition_list(topic: &str, partition: i32, offset: i64) -> KafkaResult<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    c.assign(&tpl)
+    Ok(tpl)
 }
 
 impl Drop for PartitionConsumer {
@@ -214,9 +239,16 @@ impl Drop for PartitionConsumer {
             return;
         }
         if let Some(consumer) = self.consumer.take() {
+            // A consumer that had to seek lost its partition's last range to
+            // another executor: it would fetch what that one reads.
+            let paused = (self.sought || self.position.is_none())
+                && partition_list(&self.topic, self.partition, self.position.unwrap_or(0))
+                    .and_then(|tpl| consumer.pause(&tpl))
+                    .is_ok();
             POOL.lock().entry(self.key.clone()).or_default().push(Idle {
                 consumer,
                 position: self.position,
+                paused,
                 since: Instant::now(),
             });
         }
