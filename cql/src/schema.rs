@@ -510,6 +510,9 @@ impl Db {
                 if let Some(k) = self.keyspaces.write().remove(name) {
                     for t in k.tables.values() {
                         t.dropped.store(true, AtomicOrdering::Release);
+                        // Cached prepared statements still hold the table:
+                        // free its rows now, not when the last one goes.
+                        t.truncate();
                     }
                 }
                 self.bump_version();
@@ -577,6 +580,7 @@ impl Db {
                     && let Some(t) = k.tables.remove(name)
                 {
                     t.dropped.store(true, AtomicOrdering::Release);
+                    t.truncate(); // as for DropKeyspace
                 }
                 self.bump_version();
             }

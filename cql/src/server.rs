@@ -64,6 +64,11 @@ impl ServerHandle {
         self.local_addr
     }
 
+    /// The store behind the server, for embedding and tests.
+    pub fn db(&self) -> &Arc<crate::schema::Db> {
+        &self.engine.db
+    }
+
     /// Stops accepting connections, stops the commit log (after a final sync) and waits for
     /// the accept loop to end. Open connections are closed.
     pub async fn shutdown(self) {

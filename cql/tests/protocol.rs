@@ -263,3 +263,40 @@ async fn password_authenticator() {
     assert_eq!(read(&mut s).await.error().0, 0x0100);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropping_a_keyspace_frees_its_rows_while_statements_stay_prepared() {
+    let server = ember_cql::Server::start(common::config(None))
+        .await
+        .unwrap();
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_node_addr(server.local_addr())
+        .build()
+        .await
+        .unwrap();
+    s.query_unpaged(
+        "CREATE KEYSPACE dk WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        &[],
+    )
+    .await
+    .unwrap();
+    s.query_unpaged("CREATE TABLE dk.t (id int PRIMARY KEY, v text)", &[])
+        .await
+        .unwrap();
+    // The prepared statement (cached by the server) keeps the table alive.
+    let insert = s
+        .prepare("INSERT INTO dk.t (id, v) VALUES (?, ?)")
+        .await
+        .unwrap();
+    for i in 0..100i32 {
+        s.execute_unpaged(&insert, (i, "x")).await.unwrap();
+    }
+    let table = server.db().table("dk", "t").unwrap();
+    let rows = |t: &ember_cql::storage::Table| -> usize {
+        t.shards.iter().map(|sh| sh.read().partitions.len()).sum()
+    };
+    assert_eq!(rows(&table), 100);
+    s.query_unpaged("DROP KEYSPACE dk", &[]).await.unwrap();
+    assert_eq!(rows(&table), 0, "a dropped table's rows are freed at once");
+    server.shutdown().await;
+}
