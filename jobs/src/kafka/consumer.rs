@@ -9,10 +9,10 @@
 //! partition's tasks on the same executor every time, so a consumer whose
 //! read had to seek (its partition's last range went to another executor) is
 //! paused while idle rather than fetch what the other one reads; it resumes
-//! when its partition's next range starts where it stopped.
-//! Consumers are assign-only:
-//! no group subscription and no committed offsets; the job's checkpoint owns
-//! the offsets, as in Spark. A consumer idle for [`IDLE_EVICT`] is closed.
+//! when its partition's next range starts where it stopped. Consumers are
+//! assign-only: no group subscription and no committed offsets; the job's
+//! checkpoint owns the offsets, as in Spark. A consumer idle for
+//! [`IDLE_EVICT`] is closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
