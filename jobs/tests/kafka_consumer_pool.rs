@@ -11,23 +11,17 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
+use ember_e2e::{create_topic, kafka, producer, unique};
 use ember_jobs::kafka::consumer::consumer_stats;
 use ember_jobs::kafka::scan::ranges_exec;
 use ember_jobs::kafka::{KafkaScanConfig, KafkaScanExec, OffsetRange};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-fn broker() -> String {
-    std::env::var("EMBER_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
 
 /// (offset, value) of every record a scan of `range` returns.
 async fn read(job: &str, range: OffsetRange) -> anyhow::Result<Vec<(i64, String)>> {
     let config = Arc::new(KafkaScanConfig {
         job: job.into(),
-        bootstrap_servers: broker(),
+        bootstrap_servers: kafka(),
         consumer_options: BTreeMap::new(),
         decoder: None,
         fetch_timeout: Duration::from_secs(20),
@@ -82,23 +76,9 @@ fn expected(from: i64, until: i64) -> Vec<(i64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> anyhow::Result<()> {
-    let topic = format!("pool_{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()?;
-    let created = admin
-        .create_topics(
-            [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?;
-    for r in created {
-        r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
-    }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("linger.ms", "5")
-        .create()?;
+    let topic = unique("pool");
+    create_topic(&topic, 1)?;
+    let producer = producer()?;
     produce(&producer, &topic, 0..300).await?;
 
     let range = |from, until| OffsetRange {

@@ -69,11 +69,9 @@ fn evict(idle: Duration, max: usize) -> Vec<BaseConsumer> {
         .flat_map(|(k, v)| v.iter().map(move |i| (k.clone(), i.since)))
         .collect();
     if all.len() > max {
+        let excess = all.len() - max;
         all.sort_by_key(|(_, since)| *since);
-        for (k, _) in all
-            .into_iter()
-            .take(pool.values().map(Vec::len).sum::<usize>() - max)
-        {
+        for (k, _) in all.into_iter().take(excess) {
             if let Some(v) = pool.get_mut(&k)
                 && !v.is_empty()
             {
@@ -179,8 +177,7 @@ impl PartitionConsumer {
                 (!v.is_empty()).then(|| v.remove(i))
             })
         };
-        let sought = pooled.as_ref().is_some_and(|i| i.position != Some(offset));
-        let consumer = match pooled {
+        let (consumer, sought) = match pooled {
             Some(idle) if idle.position == Some(offset) => {
                 CONTINUED.fetch_add(1, Ordering::Relaxed);
                 if idle.paused {
@@ -188,7 +185,7 @@ impl PartitionConsumer {
                     idle.consumer
                         .resume(&partition_list(topic, partition, offset)?)?;
                 }
-                idle.consumer
+                (idle.consumer, false)
             }
             Some(idle) => {
                 SEEKS.fetch_add(1, Ordering::Relaxed);
@@ -198,13 +195,13 @@ impl PartitionConsumer {
                 }
                 idle.consumer
                     .assign(&partition_list(topic, partition, offset)?)?;
-                idle.consumer
+                (idle.consumer, true)
             }
             None => {
                 let c: BaseConsumer = consumer_config(bootstrap, job, options).create()?;
                 CREATED.fetch_add(1, Ordering::Relaxed);
                 c.assign(&partition_list(topic, partition, offset)?)?;
-                c
+                (c, false)
             }
         };
         Ok(Self {
