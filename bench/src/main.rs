@@ -609,7 +609,7 @@ async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) ->
     Ok(())
 }
 
-fn ingest(t: &mut Table, count: u64) -> Result<()> {
+async fn ingest(t: &mut Table, count: u64) -> Result<()> {
     let raw_topic = unique("bench_raw");
     create_topic(&raw_topic, 4)?;
     let raw = produce(&raw_topic, count, None)?;
@@ -635,6 +635,11 @@ fn ingest(t: &mut Table, count: u64) -> Result<()> {
         &table,
     ])?;
     let staged = count as f64 / start.elapsed().as_secs_f64();
+    // The staged rows are ~1 KB each: a million of them per run add up.
+    let pg = std::env::var("EMBER_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/ember".into());
+    let client = ember_ingest::outbox::connect(&pg).await?;
+    ember_ingest::outbox::drop_tables(&client, &ember_ingest::outbox::Tables::new(&table)).await?;
     t.row(
         format!("ingest: {count} users, raw produce (ember-ingest load: generator → rdkafka)"),
         format!("{raw:.0} msg/s"),
@@ -778,7 +783,7 @@ async fn main() -> Result<()> {
         failed(&mut t, "spark", r);
     }
     if all || sc == Scenario::Ingest {
-        let r = ingest(&mut t, o.count.min(1_000_000));
+        let r = ingest(&mut t, o.count.min(1_000_000)).await;
         failed(&mut t, "ingest", r);
     }
     t.print();

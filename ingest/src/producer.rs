@@ -125,7 +125,7 @@ impl Relay {
         let rows = c
             .query(
                 &format!(
-                    "SELECT seq, record_id, record FROM {} WHERE produced_at IS NULL
+                    "SELECT seq, record_id, record::text, batch_id FROM {} WHERE produced_at IS NULL
                      ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                     self.tables.staging
                 ),
@@ -137,7 +137,8 @@ impl Relay {
             .map(|r| StagedRow {
                 seq: r.get(0),
                 record_id: r.get(1),
-                payload: outbox::payload(&r.get::<_, serde_json::Value>(2)),
+                payload: r.get::<_, String>(2).into_bytes(),
+                batch_id: r.get(3),
             })
             .collect())
     }
@@ -150,11 +151,14 @@ impl Relay {
         results: &[Option<(i32, i64)>],
     ) -> anyhow::Result<CycleOutcome> {
         let (mut seqs, mut parts, mut offs) = (Vec::new(), Vec::new(), Vec::new());
+        // Sorted, so concurrent relays lock batch rows in one order.
+        let mut per_batch = std::collections::BTreeMap::<Uuid, i64>::new();
         for (row, res) in staged.iter().zip(results) {
             if let Some((p, o)) = res {
                 seqs.push(row.seq);
                 parts.push(*p);
                 offs.push(*o);
+                *per_batch.entry(row.batch_id).or_default() += 1;
             }
         }
         if !seqs.is_empty() {
@@ -167,6 +171,16 @@ impl Relay {
                     s = self.tables.staging
                 ),
                 &[&self.topic, &seqs, &parts, &offs],
+            )
+            .await?;
+            let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_batch.into_iter().unzip();
+            c.execute(
+                &format!(
+                    "UPDATE {b} SET produced = produced + u.n
+                     FROM unnest($1::uuid[], $2::bigint[]) AS u(id, n) WHERE {b}.id = u.id",
+                    b = self.tables.batches
+                ),
+                &[&ids, &counts],
             )
             .await?;
         }
@@ -305,7 +319,7 @@ impl Relay {
             let rows = client
                 .query(
                     &format!(
-                        "SELECT seq, record_id, record FROM {} WHERE produced_at IS NOT NULL
+                        "SELECT seq, record_id, record::text, batch_id FROM {} WHERE produced_at IS NOT NULL
                          AND fetched_at >= $1 AND fetched_at < $2
                          AND ($3::uuid IS NULL OR batch_id = $3) AND seq > $4
                          ORDER BY seq LIMIT $5",
@@ -321,7 +335,8 @@ impl Relay {
                 .map(|r| StagedRow {
                     seq: r.get(0),
                     record_id: r.get(1),
-                    payload: outbox::payload(&r.get::<_, serde_json::Value>(2)),
+                    payload: r.get::<_, String>(2).into_bytes(),
+                    batch_id: r.get(3),
                 })
                 .collect();
             let results = send_all(&self.producer, &self.topic, &staged, &self.metrics).await;

@@ -162,5 +162,109 @@ async fn generated_batch_is_reproducible_and_produced() {
         .map(|r| (r.2.unwrap_or(-1), r.3.unwrap_or(-1)))
         .collect();
     assert_eq!(offsets.len(), 80);
+    // The staged text is sent as is: fields in the record's order.
+    for m in &msgs {
+        let u: User = serde_json::from_slice(&m.value).expect("user");
+        assert_eq!(m.value, serde_json::to_vec(&u).expect("json"));
+    }
+    common::drop_tables(&cfg).await;
+}
+
+/// A staging table an earlier version created (records as jsonb, batches
+/// without the produced counter) keeps working: ensure_schema adds the
+/// counter, the relay sends the pending row, and the old batch's status is
+/// counted from its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_table_of_an_earlier_version_keeps_working() {
+    let topic = common::create_topic("legacy");
+    let cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    let (s, b) = (&cfg.staging_table, format!("{}_batches", cfg.staging_table));
+    let client = ember_ingest::outbox::connect(&cfg.pg_url)
+        .await
+        .expect("postgres");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {b} (id uuid PRIMARY KEY, source text NOT NULL,
+                requested integer NOT NULL, seed bigint, fetched integer NOT NULL DEFAULT 0,
+                state text NOT NULL, error text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE {s} (seq bigserial PRIMARY KEY, batch_id uuid NOT NULL,
+                record_id uuid NOT NULL, record jsonb NOT NULL,
+                fetched_at timestamptz NOT NULL, staged_at timestamptz NOT NULL DEFAULT now(),
+                produced_at timestamptz, topic text, kafka_partition integer,
+                kafka_offset bigint, replay_count integer NOT NULL DEFAULT 0,
+                replayed_at timestamptz);"
+        ))
+        .await
+        .expect("old schema");
+    let old = Uuid::new_v4();
+    let mut users = ember_ingest::generator::Generator::new(5);
+    let (done, pending) = (users.next_user(), users.next_user());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {b} (id, source, requested, fetched, state)
+                 VALUES ($1, 'generate', 2, 2, 'staged')"
+            ),
+            &[&old],
+        )
+        .await
+        .expect("old batch");
+    for (u, produced) in [(&done, true), (&pending, false)] {
+        let id = Uuid::parse_str(&u.id).expect("uuid");
+        let record = serde_json::to_value(u).expect("json");
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s} (batch_id, record_id, record, fetched_at, produced_at,
+                        topic, kafka_partition, kafka_offset)
+                     VALUES ($1, $2, $3, now(), CASE WHEN $4 THEN now() END,
+                        CASE WHEN $4 THEN 'elsewhere' END, CASE WHEN $4 THEN 0 END,
+                        CASE WHEN $4 THEN 99 END)"
+                ),
+                &[&old, &id, &record, &produced],
+            )
+            .await
+            .expect("old row");
+    }
+
+    let pipeline = Pipeline::start(cfg.clone()).await.expect("pipeline");
+    let status = pipeline
+        .wait_produced(old, Duration::from_secs(60))
+        .await
+        .expect("the old batch's pending row is produced");
+    assert_eq!((status.staged, status.produced), (2, 2));
+    // A new batch on the migrated table uses the counter.
+    let s_new = pipeline
+        .ingestor
+        .ingest(IngestRequest {
+            count: 7,
+            source: SourceKind::Generate,
+            seed: Some(9),
+        })
+        .await
+        .expect("ingest");
+    let new_status = pipeline
+        .wait_produced(s_new.batch_id, Duration::from_secs(60))
+        .await
+        .expect("produced");
+    assert_eq!((new_status.staged, new_status.produced), (7, 7));
+    pipeline.stop().await;
+
+    let counter: Option<i64> = client
+        .query_one(&format!("SELECT produced FROM {b} WHERE id = $1"), &[&old])
+        .await
+        .expect("old batch")
+        .get(0);
+    assert_eq!(counter, None, "the old batch is counted from its rows");
+    let msgs = topic_messages(&topic).await;
+    assert_eq!(msgs.len(), 8, "the pending old row and the 7 new ones");
+    let sent: User = msgs
+        .iter()
+        .find(|m| m.key.as_deref() == Some(pending.id.as_bytes()))
+        .map(|m| serde_json::from_slice(&m.value).expect("user"))
+        .expect("the old pending row is on the topic");
+    assert_eq!(sent, pending);
     common::drop_tables(&cfg).await;
 }

@@ -222,10 +222,7 @@ pub async fn drop_table_named(table: &str) {
     let client = ember_ingest::outbox::connect(&pg_url())
         .await
         .expect("postgres");
-    client
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_batches;"
-        ))
+    ember_ingest::outbox::drop_tables(&client, &ember_ingest::outbox::Tables::new(table))
         .await
         .expect("drop staging tables");
 }
