@@ -637,7 +637,7 @@ async fn ingest(t: &mut Table, count: u64) -> Result<()> {
     let staged = count as f64 / start.elapsed().as_secs_f64();
     // The staged rows are ~1 KB each: a million of them per run add up.
     let pg = std::env::var("EMBER_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/ember".into());
+        .unwrap_or_else(|_| ember_ingest::outbox::DEFAULT_PG_URL.to_string());
     let client = ember_ingest::outbox::connect(&pg).await?;
     ember_ingest::outbox::drop_tables(&client, &ember_ingest::outbox::Tables::new(&table)).await?;
     t.row(

@@ -51,7 +51,7 @@ struct Common {
         long = "postgres",
         visible_alias = "pg",
         env = "EMBER_PG",
-        default_value = "postgres://postgres@127.0.0.1:55432/ember"
+        default_value = ember_ingest::outbox::DEFAULT_PG_URL
     )]
     pg: String,
     /// Staging (outbox) table; `<name>_batches` holds the batches.

@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use crate::record::User;
 
+/// The stack's private Postgres (`scripts/stack`), ember-ingest's default.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:55432/ember";
+
 /// Connects and drives the connection on a background task.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;

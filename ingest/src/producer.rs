@@ -143,7 +143,8 @@ impl Relay {
             .collect())
     }
 
-    /// Marks the delivered rows produced and commits the transaction on `c`.
+    /// Marks the delivered rows produced, adds them to their batches'
+    /// `produced` counts, and commits the transaction on `c`.
     async fn mark(
         &self,
         c: &Client,

@@ -14,8 +14,7 @@ pub fn brokers() -> String {
 }
 
 pub fn pg_url() -> String {
-    std::env::var("EMBER_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/ember".to_string())
+    std::env::var("EMBER_PG").unwrap_or_else(|_| ember_ingest::outbox::DEFAULT_PG_URL.to_string())
 }
 
 pub fn tansu() -> String {
