@@ -1,11 +1,15 @@
 //! Arrow columns to CQL values, by the sink column's CQL type.
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
     TimeUnit, TimestampMillisecondType,
 };
+use scylla::cluster::metadata::ColumnType;
+use scylla::serialize::SerializationError;
+use scylla::serialize::value::SerializeValue;
+use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 
 /// The CQL types the sink writes.
@@ -30,12 +34,54 @@ pub fn supported(cql_type: &str) -> bool {
     )
 }
 
-/// Converts one column for a CQL type; per-row errors are returned by row.
-pub fn column_values(
-    a: &ArrayRef,
-    cql_type: &str,
-    name: &str,
-) -> Result<Vec<Result<Option<CqlValue>, String>>, String> {
+/// One input column as the sink writes it. Text is read from the Arrow
+/// array when the row is serialized, so a cell costs no `String`; other
+/// types are converted up front, with per-row errors.
+pub enum SinkColumn {
+    Text(StringArray),
+    Values(Vec<Result<Option<CqlValue>, String>>),
+}
+
+impl SinkColumn {
+    pub fn new(a: &ArrayRef, cql_type: &str, name: &str) -> Result<SinkColumn, String> {
+        match cql_type {
+            "text" | "varchar" | "ascii" => Ok(SinkColumn::Text(
+                cast_for(a, cql_type, name)?.as_string::<i32>().clone(),
+            )),
+            _ => column_values(a, cql_type, name).map(SinkColumn::Values),
+        }
+    }
+
+    /// Why row `i` of this column cannot be written, if it cannot.
+    pub fn error(&self, i: usize) -> Option<&str> {
+        match self {
+            SinkColumn::Values(v) => v.get(i).and_then(|r| r.as_ref().err()).map(String::as_str),
+            SinkColumn::Text(_) => None,
+        }
+    }
+
+    /// Writes row `i`'s cell, which [`Self::error`] passed.
+    pub fn serialize<'b>(
+        &self,
+        i: usize,
+        typ: &ColumnType,
+        w: CellWriter<'b>,
+    ) -> Result<WrittenCellProof<'b>, SerializationError> {
+        match self {
+            SinkColumn::Text(a) if a.is_null(i) => Ok(w.set_null()),
+            SinkColumn::Text(a) => a.value(i).serialize(typ, w),
+            SinkColumn::Values(v) => match v.get(i) {
+                Some(Ok(c)) => c.serialize(typ, w),
+                _ => Err(SerializationError::new(std::io::Error::other(format!(
+                    "row {i} has no value to write"
+                )))),
+            },
+        }
+    }
+}
+
+/// `a` as the Arrow type the sink reads for `cql_type`.
+fn cast_for(a: &ArrayRef, cql_type: &str, name: &str) -> Result<ArrayRef, String> {
     let target = match cql_type {
         "text" | "varchar" | "ascii" | "uuid" | "timeuuid" => DataType::Utf8,
         "bigint" => DataType::Int64,
@@ -54,7 +100,7 @@ pub fn column_values(
             ));
         }
     };
-    let a = if a.data_type() == &target {
+    Ok(if a.data_type() == &target {
         a.clone()
     } else {
         cast(a, &target).map_err(|e| {
@@ -63,7 +109,16 @@ pub fn column_values(
                 a.data_type()
             )
         })?
-    };
+    })
+}
+
+/// Converts one column for a CQL type; per-row errors are returned by row.
+fn column_values(
+    a: &ArrayRef,
+    cql_type: &str,
+    name: &str,
+) -> Result<Vec<Result<Option<CqlValue>, String>>, String> {
+    let a = cast_for(a, cql_type, name)?;
     let n = a.len();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {

@@ -19,9 +19,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
-use scylla::value::{CqlTimestamp, CqlValue};
+use scylla::serialize::SerializationError;
+use scylla::serialize::row::{RowSerializationContext, SerializeRow};
+use scylla::serialize::value::SerializeValue;
+use scylla::serialize::writers::RowWriter;
+use scylla::value::CqlTimestamp;
 
-use super::convert::column_values;
+use super::convert::SinkColumn;
 use super::session::{Connected, SinkConnection, connect};
 use crate::kafka::scan::{DeadLetter, OFFSET_COLUMN, WRITE_TS_COLUMN};
 use crate::latency::Latency;
@@ -182,7 +186,41 @@ impl ExecutionPlan for CassandraSinkExec {
     }
 }
 
-type Row = (Vec<Option<CqlValue>>, i64);
+/// One row of an input batch with its write timestamp, serialized straight
+/// from the batch's columns (no `CqlValue` per cell).
+struct Row {
+    cols: Arc<[SinkColumn]>,
+    i: usize,
+    ts: i64,
+}
+
+impl SerializeRow for Row {
+    fn serialize(
+        &self,
+        ctx: &RowSerializationContext<'_>,
+        writer: &mut RowWriter,
+    ) -> std::result::Result<(), SerializationError> {
+        let specs = ctx.columns();
+        // The table's columns, then USING TIMESTAMP's marker.
+        if specs.len() != self.cols.len() + 1 {
+            return Err(SerializationError::new(std::io::Error::other(format!(
+                "the insert binds {} values, the sink has {}",
+                specs.len(),
+                self.cols.len() + 1
+            ))));
+        }
+        for (col, spec) in self.cols.iter().zip(specs) {
+            col.serialize(self.i, spec.typ(), writer.make_cell_writer())?;
+        }
+        self.ts
+            .serialize(specs[self.cols.len()].typ(), writer.make_cell_writer())?;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
 
 /// Writes every row of the input; returns rows written and (offset, reason)
 /// of rows that cannot be converted to the table's types.
@@ -206,10 +244,10 @@ async fn write_rows(
         .map(|batch| to_rows(config, &batch?, &mut dead.lock()))
         .map_ok(|rows| futures::stream::iter(rows.into_iter().map(Ok::<Row, DataFusionError>)))
         .try_flatten()
-        .map_ok(|(mut values, ts)| async move {
-            values.push(Some(CqlValue::BigInt(ts)));
+        .map_ok(|row| async move {
+            let ts = row.ts;
             with_retries(config.max_retries, || {
-                conn.session.execute_unpaged(insert, &values)
+                conn.session.execute_unpaged(insert, &row)
             })
             .await?;
             // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
@@ -247,21 +285,19 @@ fn to_rows(
         let c = batch
             .column_by_name(name)
             .ok_or_else(|| DataFusionError::Internal(format!("sink input lacks column {name}")))?;
-        cols.push(column_values(c, ty, name).map_err(DataFusionError::Execution)?);
+        cols.push(SinkColumn::new(c, ty, name).map_err(DataFusionError::Execution)?);
     }
+    let cols: Arc<[SinkColumn]> = cols.into();
     let mut rows = Vec::with_capacity(n);
-    'row: for i in 0..n {
-        let mut values = Vec::with_capacity(cols.len() + 1);
-        for c in cols.iter_mut() {
-            match std::mem::replace(&mut c[i], Ok(None)) {
-                Ok(v) => values.push(v),
-                Err(reason) => {
-                    dead.push((offsets.value(i), reason));
-                    continue 'row;
-                }
-            }
+    for i in 0..n {
+        match cols.iter().find_map(|c| c.error(i)) {
+            Some(reason) => dead.push((offsets.value(i), reason.to_string())),
+            None => rows.push(Row {
+                cols: cols.clone(),
+                i,
+                ts: write_ts.value(i),
+            }),
         }
-        rows.push((values, write_ts.value(i)));
     }
     Ok(rows)
 }
