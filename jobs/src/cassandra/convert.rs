@@ -161,3 +161,57 @@ fn column_values(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use scylla::cluster::metadata::NativeType;
+    use scylla::serialize::writers::RowWriter;
+
+    use super::*;
+
+    const ID: &str = "2b4c8f3e-6a1d-4a8e-9f0b-1c2d3e4f5a6b";
+
+    fn cells(col: &SinkColumn, typ: ColumnType, rows: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut w = RowWriter::new(&mut buf);
+        for i in 0..rows {
+            col.serialize(i, &typ, w.make_cell_writer()).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn text_cells_are_written_from_the_array() {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("héllo"), None]));
+        let col = SinkColumn::new(&a, "text", "name").unwrap();
+        assert_eq!(col.error(0), None);
+        let mut want = 6i32.to_be_bytes().to_vec();
+        want.extend_from_slice("héllo".as_bytes());
+        want.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(cells(&col, ColumnType::Native(NativeType::Text), 2), want);
+        // A number in a text column is cast to its text.
+        let n: ArrayRef = Arc::new(Int64Array::from(vec![42]));
+        let col = SinkColumn::new(&n, "text", "n").unwrap();
+        let mut want = 2i32.to_be_bytes().to_vec();
+        want.extend_from_slice(b"42");
+        assert_eq!(cells(&col, ColumnType::Native(NativeType::Text), 1), want);
+    }
+
+    #[test]
+    fn a_bad_cell_names_its_row_and_column() {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![Some(ID), Some("nope"), None]));
+        let col = SinkColumn::new(&a, "uuid", "ref").unwrap();
+        assert_eq!(col.error(0), None);
+        assert_eq!(col.error(2), None);
+        let e = col.error(1).expect("row 1 is not a uuid");
+        assert!(e.contains("`ref`") && e.contains("not a uuid"), "{e}");
+        let mut want = 16i32.to_be_bytes().to_vec();
+        want.extend_from_slice(uuid::Uuid::parse_str(ID).unwrap().as_bytes());
+        assert_eq!(cells(&col, ColumnType::Native(NativeType::Uuid), 1), want);
+        let err = SinkColumn::new(&a, "map<text, int>", "m").err().unwrap();
+        assert!(err.contains("does not write"), "{err}");
+    }
+}
