@@ -636,9 +636,7 @@ async fn ingest(t: &mut Table, count: u64) -> Result<()> {
     ])?;
     let staged = count as f64 / start.elapsed().as_secs_f64();
     // The staged rows are ~1 KB each: a million of them per run add up.
-    let pg = std::env::var("EMBER_PG")
-        .unwrap_or_else(|_| ember_ingest::outbox::DEFAULT_PG_URL.to_string());
-    let client = ember_ingest::outbox::connect(&pg).await?;
+    let client = ember_ingest::outbox::connect(&ember_ingest::outbox::pg_url_from_env()).await?;
     ember_ingest::outbox::drop_tables(&client, &ember_ingest::outbox::Tables::new(&table)).await?;
     t.row(
         format!("ingest: {count} users, raw produce (ember-ingest load: generator → rdkafka)"),

@@ -14,6 +14,11 @@ use crate::record::User;
 /// The stack's private Postgres (`scripts/stack`), ember-ingest's default.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:55432/ember";
 
+/// `EMBER_PG`, else [`DEFAULT_PG_URL`] (what the `--postgres` flag defaults to).
+pub fn pg_url_from_env() -> String {
+    std::env::var("EMBER_PG").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+}
+
 /// Connects and drives the connection on a background task.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;

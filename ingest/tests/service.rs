@@ -34,7 +34,12 @@ fn serve(topic: &str, table: &str, api_url: &str) -> Server {
             "--page-size",
             "5",
         ])
-        .args(["--brokers", &common::brokers(), "--pg", &common::pg_url()])
+        .args([
+            "--brokers",
+            &common::brokers(),
+            "--pg",
+            &ember_ingest::outbox::pg_url_from_env(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

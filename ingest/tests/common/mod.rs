@@ -13,10 +13,6 @@ pub fn brokers() -> String {
     std::env::var("EMBER_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
 }
 
-pub fn pg_url() -> String {
-    std::env::var("EMBER_PG").unwrap_or_else(|_| ember_ingest::outbox::DEFAULT_PG_URL.to_string())
-}
-
 pub fn tansu() -> String {
     std::env::var("EMBER_TANSU").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".to_string());
@@ -121,7 +117,7 @@ use uuid::Uuid;
 /// A pipeline config with its own staging table, for `topic`.
 pub fn config(topic: &str, api_url: &str) -> Config {
     Config {
-        pg_url: pg_url(),
+        pg_url: ember_ingest::outbox::pg_url_from_env(),
         staging_table: format!("ingest_t_{}", hex16()),
         brokers: brokers(),
         topic: topic.to_string(),
@@ -218,7 +214,7 @@ pub async fn drop_tables(cfg: &Config) {
 }
 
 pub async fn drop_table_named(table: &str) {
-    let client = ember_ingest::outbox::connect(&pg_url())
+    let client = ember_ingest::outbox::connect(&ember_ingest::outbox::pg_url_from_env())
         .await
         .expect("postgres");
     ember_ingest::outbox::drop_tables(&client, &ember_ingest::outbox::Tables::new(table))

@@ -237,11 +237,11 @@ async fn write_rows(
     // One window of `concurrency` writes over the whole input, not one per
     // input batch: waiting for each batch's last writes before taking the
     // next left the store idle at every batch boundary.
-    let dead = parking_lot::Mutex::new(Vec::new());
+    let mut dead = Vec::new();
     let mut written = 0u64;
     let insert = &insert;
     input
-        .map(|batch| to_rows(config, &batch?, &mut dead.lock()))
+        .map(|batch| to_rows(config, &batch?, &mut dead))
         .map_ok(|rows| futures::stream::iter(rows.into_iter().map(Ok::<Row, DataFusionError>)))
         .try_flatten()
         .map_ok(|row| async move {
@@ -260,7 +260,6 @@ async fn write_rows(
             futures::future::ready(Ok(()))
         })
         .await?;
-    let dead = dead.into_inner();
     Ok((written, dead))
 }
 

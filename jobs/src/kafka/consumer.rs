@@ -177,30 +177,26 @@ impl PartitionConsumer {
                 (!v.is_empty()).then(|| v.remove(i))
             })
         };
+        let at = partition_list(topic, partition, offset)?;
         let (consumer, sought) = match pooled {
-            Some(idle) if idle.position == Some(offset) => {
-                CONTINUED.fetch_add(1, Ordering::Relaxed);
+            Some(idle) => {
                 if idle.paused {
                     // Fetches again from the position it was paused at.
-                    idle.consumer
-                        .resume(&partition_list(topic, partition, offset)?)?;
+                    idle.consumer.resume(&at)?;
                 }
-                (idle.consumer, false)
-            }
-            Some(idle) => {
-                SEEKS.fetch_add(1, Ordering::Relaxed);
-                if idle.paused {
-                    idle.consumer
-                        .resume(&partition_list(topic, partition, offset)?)?;
+                let sought = idle.position != Some(offset);
+                if sought {
+                    SEEKS.fetch_add(1, Ordering::Relaxed);
+                    idle.consumer.assign(&at)?;
+                } else {
+                    CONTINUED.fetch_add(1, Ordering::Relaxed);
                 }
-                idle.consumer
-                    .assign(&partition_list(topic, partition, offset)?)?;
-                (idle.consumer, true)
+                (idle.consumer, sought)
             }
             None => {
                 let c: BaseConsumer = consumer_config(bootstrap, job, options).create()?;
                 CREATED.fetch_add(1, Ordering::Relaxed);
-                c.assign(&partition_list(topic, partition, offset)?)?;
+                c.assign(&at)?;
                 (c, false)
             }
         };
