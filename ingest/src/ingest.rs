@@ -2,6 +2,7 @@
 //! page in its own transaction, and wake the relay after each page.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,54 @@ pub struct Ingestor {
     pub api: ApiSource,
     pub metrics: Arc<Metrics>,
     pub notify: Arc<Notify>,
+    /// Most rows a batch is staged ahead of its `produced` count while a
+    /// relay is advancing it (0: no limit). Staging, the relay and the
+    /// broker share the CPU: a batch staged flat out leaves the relay behind,
+    /// and the backlog is then sent at the end with the CPU half idle
+    /// (measured at 300k generated users: the last 2.5 s of 9.4 s).
+    pub max_lead: u64,
+}
+
+/// How long a batch's `produced` count may stand still before staging stops
+/// waiting for it: the broker is down, or the relays are busy with older
+/// rows. Staging then goes on, so an outage still leaves fetched rows staged.
+const STALL: Duration = Duration::from_secs(1);
+
+/// Keeps one batch's staging within [`Ingestor::max_lead`] of its relay.
+struct Pace {
+    max_lead: u64,
+    produced: u64,
+    advanced: Instant,
+}
+
+impl Pace {
+    /// Returns once `staged` is within the lead of the batch's produced
+    /// count, or the count has not moved for [`STALL`].
+    async fn wait(
+        &mut self,
+        client: &tokio_postgres::Client,
+        tables: &Tables,
+        batch: Uuid,
+        staged: u64,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.max_lead == 0 {
+            return Ok(());
+        }
+        while staged.saturating_sub(self.produced) > self.max_lead {
+            let produced = outbox::batch_produced(client, tables, batch)
+                .await?
+                .map_or(0, |p| u64::try_from(p).unwrap_or(0));
+            if produced > self.produced {
+                self.produced = produced;
+                self.advanced = Instant::now();
+            } else if self.advanced.elapsed() >= STALL {
+                return Ok(());
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +200,14 @@ impl Ingestor {
         // Generate batches always have a seed; API batches never do.
         let mut generator = seed.map(Generator::new);
         let mut empty_pages = 0;
+        let mut pace = Pace {
+            max_lead: self.max_lead,
+            produced: 0,
+            advanced: Instant::now(),
+        };
         while remaining > 0 {
+            pace.wait(client, &self.tables, batch, summary.staged)
+                .await?;
             let want = remaining.min(page_size);
             let users: Vec<User> = match generator.as_mut() {
                 Some(g) => (0..want).map(|_| g.next_user()).collect(),

@@ -70,6 +70,11 @@ struct Common {
     /// when an idempotent producer outlives a broker restart.
     #[arg(long, env = "EMBER_INGEST_IDEMPOTENCE", default_value_t = false, action = clap::ArgAction::Set)]
     idempotence: bool,
+    /// Most rows a batch is staged ahead of a relay that is producing it, so
+    /// staging does not take the CPU the relay and the broker need (0: no
+    /// limit). A relay that stops producing (broker down) is not waited for.
+    #[arg(long, value_name = "ROWS", default_value_t = ember_ingest::pipeline::DEFAULT_MAX_LEAD)]
+    max_lead: u64,
 }
 
 #[derive(Args, Clone)]
@@ -205,6 +210,7 @@ fn config(c: &Common, api: Option<&ApiArgs>) -> Config {
         compression: c.compression,
         message_timeout: Duration::from_secs(c.message_timeout_secs),
         idempotence: c.idempotence,
+        max_lead: c.max_lead,
         api,
     }
 }

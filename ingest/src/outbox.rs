@@ -254,6 +254,22 @@ pub async fn batch_status(
     }))
 }
 
+/// The batch's `produced` counter (None: no such batch, or a batch staged
+/// before the counter existed).
+pub async fn batch_produced(
+    client: &Client,
+    t: &Tables,
+    batch: Uuid,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT produced FROM {} WHERE id = $1", t.batches),
+            &[&batch],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
 pub async fn backlog(client: &Client, t: &Tables) -> Result<i64, tokio_postgres::Error> {
     let r = client
         .query_one(

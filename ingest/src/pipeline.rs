@@ -26,8 +26,19 @@ pub struct Config {
     pub message_timeout: Duration,
     /// `enable.idempotence`; see [`crate::kafka::producer`].
     pub idempotence: bool,
+    /// Most rows a batch is staged ahead of a relay that is producing it
+    /// (0: no limit); see [`crate::ingest::Ingestor::max_lead`].
+    pub max_lead: u64,
     pub api: ApiOptions,
 }
+
+/// Rows per claim → send → mark cycle: each cycle waits for every delivery
+/// report and a commit, so larger cycles keep the producer busy.
+pub const CLAIM_SIZE: i64 = 5000;
+
+/// The default [`Config::max_lead`]: four claims, so the relay always has its
+/// next claim staged while one is being delivered and one marked.
+pub const DEFAULT_MAX_LEAD: u64 = 4 * CLAIM_SIZE as u64;
 
 pub struct Pipeline {
     pub ingestor: Arc<Ingestor>,
@@ -57,9 +68,7 @@ impl Pipeline {
             )?,
             metrics: metrics.clone(),
             notify: notify.clone(),
-            // Rows per claim → send → mark cycle: each cycle waits for every
-            // delivery report and a commit, so larger cycles keep the producer busy.
-            claim_size: 5000,
+            claim_size: CLAIM_SIZE,
             poll_interval: Duration::from_secs(1),
         };
         let ingestor = Arc::new(Ingestor {
@@ -68,6 +77,7 @@ impl Pipeline {
             api,
             metrics,
             notify,
+            max_lead: cfg.max_lead,
         });
         warn_if_topic_missing(&relay);
         let (shutdown, rx) = watch::channel(false);

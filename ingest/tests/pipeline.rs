@@ -4,14 +4,20 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::fixture::{self, ERROR_BODY, PAGE1, PAGE2, Reply, TRUNCATED};
 use common::{assert_exactly_once, topic_messages};
-use ember_ingest::ingest::{IngestRequest, SourceKind};
+use ember_ingest::api::ApiSource;
+use ember_ingest::ingest::{IngestRequest, Ingestor, SourceKind};
+use ember_ingest::metrics::Metrics;
+use ember_ingest::outbox::{self, Tables};
 use ember_ingest::pipeline::Pipeline;
+use ember_ingest::producer::Relay;
 use ember_ingest::record::{ApiResponse, User};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +173,102 @@ async fn generated_batch_is_reproducible_and_produced() {
         let u: User = serde_json::from_slice(&m.value).expect("user");
         assert_eq!(m.value, serde_json::to_vec(&u).expect("json"));
     }
+    common::drop_tables(&cfg).await;
+}
+
+/// Staging stays within `max_lead` rows of a relay that is producing the
+/// batch, so it does not take the CPU the relay and the broker need. The
+/// relay here is slowed on purpose (its producer lingers 200 ms per send), so
+/// staging without the limit runs thousands of rows ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_keeps_within_its_lead_of_a_producing_relay() {
+    let topic = common::create_topic("lead");
+    let mut cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    cfg.api.page_size = 500;
+    let tables = Tables::new(&cfg.staging_table);
+    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    outbox::ensure_schema(&mut client, &tables)
+        .await
+        .expect("schema");
+    let metrics = Arc::new(Metrics::default());
+    let notify = Arc::new(Notify::new());
+    let ingestor = Ingestor {
+        pg_url: cfg.pg_url.clone(),
+        tables: tables.clone(),
+        api: ApiSource::new(cfg.api.clone(), metrics.clone()).expect("api"),
+        metrics: metrics.clone(),
+        notify: notify.clone(),
+        max_lead: 2000,
+    };
+    let relay = Relay {
+        pg_url: cfg.pg_url.clone(),
+        tables: tables.clone(),
+        topic: topic.clone(),
+        producer: rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", common::brokers())
+            .set("linger.ms", "200")
+            .create()
+            .expect("producer"),
+        metrics,
+        notify,
+        claim_size: 500,
+        poll_interval: Duration::from_millis(200),
+    };
+    let (stop_relay, stopped) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay.run(stopped));
+
+    // Sample the batch's lead (staged − produced) while it is staged.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (done, batches) = (done.clone(), tables.batches.clone());
+        tokio::spawn(async move {
+            let mut max_lead = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(r) = client
+                    .query_opt(&format!("SELECT fetched, produced FROM {batches}"), &[])
+                    .await
+                    .expect("sample")
+                {
+                    let (fetched, produced): (i32, i64) = (r.get(0), r.get(1));
+                    max_lead = max_lead.max(i64::from(fetched) - produced);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            max_lead
+        })
+    };
+    let s = ingestor
+        .ingest(IngestRequest {
+            count: 10_000,
+            source: SourceKind::Generate,
+            seed: Some(5),
+        })
+        .await
+        .expect("ingest");
+    done.store(true, Ordering::Relaxed);
+    let max_lead = sampler.await.expect("sampler");
+    assert_eq!(s.staged, 10_000);
+    eprintln!("largest lead of staging over the relay: {max_lead} rows");
+    assert!(
+        max_lead <= 2000 + 500,
+        "staged {max_lead} rows ahead of the relay (limit 2000, pages of 500)"
+    );
+    let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = outbox::batch_status(&client, &tables, s.batch_id)
+            .await
+            .expect("status")
+            .expect("batch");
+        if st.state == "produced" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not produced: {st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_relay.send(true);
+    relay_task.await.expect("relay");
+    assert_exactly_once(&cfg, 10_000).await;
     common::drop_tables(&cfg).await;
 }
 

@@ -124,6 +124,7 @@ pub fn config(topic: &str, api_url: &str) -> Config {
         compression: Compression::Lz4,
         message_timeout: Duration::from_secs(120),
         idempotence: false,
+        max_lead: ember_ingest::pipeline::DEFAULT_MAX_LEAD,
         api: ApiOptions {
             url: api_url.to_string(),
             timeout: Duration::from_secs(5),
