@@ -37,9 +37,10 @@ pub async fn check(
     let rows = client
         .query(
             &format!(
-                "SELECT record_id, record, topic, kafka_partition, kafka_offset FROM {}
-                 WHERE ($1::uuid IS NULL OR batch_id = $1) ORDER BY seq",
-                tables.staging
+                "SELECT s.record_id, s.record, p.topic, p.kafka_partition, p.kafka_offset
+                 FROM {} s LEFT JOIN {} p USING (seq)
+                 WHERE ($1::uuid IS NULL OR s.batch_id = $1) ORDER BY s.seq",
+                tables.staging, tables.produced
             ),
             &[&batch],
         )

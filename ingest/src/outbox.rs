@@ -1,7 +1,8 @@
 //! The Postgres staging table (transactional outbox). Every fetched page is
-//! written in one transaction; rows carry `produced_at` and the Kafka
-//! partition/offset once the broker has acknowledged them, so a crash or a
-//! broker outage leaves unsent rows staged for the producer loop.
+//! written in one transaction, with its rows queued as pending; the relay
+//! takes a row off the queue and records its Kafka partition/offset in the
+//! transaction that saw the broker acknowledge it, so a crash or a broker
+//! outage leaves unsent rows pending.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,12 +31,18 @@ pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     Ok(client)
 }
 
-/// Names of the staging table and its batch table. The name is validated as
-/// a plain identifier (`cli::sql_ident`) before it gets here.
+/// Names of the staging table and the tables beside it. The name is
+/// validated as a plain identifier (`cli::sql_ident`) before it gets here.
 #[derive(Debug, Clone)]
 pub struct Tables {
+    /// The staged records; written once.
     pub staging: String,
+    /// One row per batch, with its fetched and produced counts.
     pub batches: String,
+    /// `seq` of each row not yet produced: the relay's queue.
+    pub pending: String,
+    /// Where each produced row went (topic, partition, offset).
+    pub produced: String,
 }
 
 impl Tables {
@@ -43,12 +50,16 @@ impl Tables {
         Tables {
             staging: staging.to_string(),
             batches: format!("{staging}_batches"),
+            pending: format!("{staging}_pending"),
+            produced: format!("{staging}_produced"),
         }
     }
 }
 
-/// Creates the schema if missing. Serialised with an advisory lock because
-/// concurrent `CREATE TABLE IF NOT EXISTS` can still collide in Postgres.
+/// Creates the schema if missing, and moves a staging table of an earlier
+/// version (delivery columns on the record's row) to this one. Serialised
+/// with an advisory lock because concurrent `CREATE TABLE IF NOT EXISTS` can
+/// still collide in Postgres.
 pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute(
@@ -56,7 +67,13 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
         &[&format!("ember_ingest:{}", t.staging)],
     )
     .await?;
-    let (s, b) = (&t.staging, &t.batches);
+    let (s, b, q, p) = (&t.staging, &t.batches, &t.pending, &t.produced);
+    // The record's row is written once. Its delivery goes to two narrow
+    // tables: a queue of pending seqs, which the relay deletes from as it
+    // claims, and the produced results. An earlier version kept both on the
+    // record's row, so marking a row produced rewrote its whole ~1 KB (and
+    // could not be a HOT update): that cost Postgres more than staging it.
+    //
     // `record` is json, not jsonb: Postgres validates it and keeps the text
     // as staged, so the relay sends it without parsing it again, fields in
     // the record's order. (A table an earlier version created as jsonb still
@@ -85,28 +102,51 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
             record json NOT NULL,
             fetched_at timestamptz NOT NULL,
             staged_at timestamptz NOT NULL DEFAULT now(),
-            produced_at timestamptz,
-            topic text,
-            kafka_partition integer,
-            kafka_offset bigint,
             replay_count integer NOT NULL DEFAULT 0,
-            replayed_at timestamptz);
-        -- The relay's claims. No index on batch_id or fetched_at: each row
-        -- is written twice (staged, then marked produced, which cannot be a
-        -- HOT update), and every index is paid on both writes. Status reads
-        -- the batch's counter; replay and check walk the table in seq order.
-        CREATE INDEX IF NOT EXISTS {s}_unproduced ON {s} (seq) WHERE produced_at IS NULL;"
+            replayed_at timestamptz);"
     ))
     .await?;
+    let legacy = tx
+        .query_opt(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)
+             AND attname = 'produced_at' AND NOT attisdropped",
+            &[&s.as_str()],
+        )
+        .await?
+        .is_some();
+    // No foreign keys to the record's row: each would cost a lookup per
+    // write, and only ember-ingest writes these tables.
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {q} (seq bigint PRIMARY KEY);
+        CREATE TABLE IF NOT EXISTS {p} (
+            seq bigint PRIMARY KEY,
+            topic text NOT NULL,
+            kafka_partition integer NOT NULL,
+            kafka_offset bigint NOT NULL,
+            produced_at timestamptz NOT NULL DEFAULT now());"
+    ))
+    .await?;
+    if legacy {
+        tx.batch_execute(&format!(
+            "INSERT INTO {q} SELECT seq FROM {s} WHERE produced_at IS NULL;
+            INSERT INTO {p} (seq, topic, kafka_partition, kafka_offset, produced_at)
+                SELECT seq, topic, kafka_partition, kafka_offset, produced_at
+                FROM {s} WHERE produced_at IS NOT NULL;
+            DROP INDEX IF EXISTS {s}_unproduced;
+            ALTER TABLE {s} DROP COLUMN produced_at, DROP COLUMN topic,
+                DROP COLUMN kafka_partition, DROP COLUMN kafka_offset;"
+        ))
+        .await?;
+    }
     tx.commit().await
 }
 
-/// Drops the staging table and its batch table.
+/// Drops the staging table and the tables beside it.
 pub async fn drop_tables(client: &Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-            t.staging, t.batches
+            "DROP TABLE IF EXISTS {}, {}, {}, {};",
+            t.staging, t.batches, t.pending, t.produced
         ))
         .await
 }
@@ -149,9 +189,12 @@ pub async fn stage_page(
     let n = tx
         .execute(
             &format!(
-                "INSERT INTO {} (batch_id, record_id, record, fetched_at)
-                 SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)",
-                t.staging
+                "WITH staged AS (
+                    INSERT INTO {} (batch_id, record_id, record, fetched_at)
+                    SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
+                    RETURNING seq)
+                 INSERT INTO {} SELECT seq FROM staged",
+                t.staging, t.pending
             ),
             &[&batch, &ids, &records, &fetched_at],
         )
@@ -226,8 +269,9 @@ pub async fn batch_status(
             let c = client
                 .query_one(
                     &format!(
-                        "SELECT count(*), count(produced_at) FROM {} WHERE batch_id = $1",
-                        t.staging
+                        "SELECT count(*), count(p.seq) FROM {} s LEFT JOIN {} p USING (seq)
+                         WHERE s.batch_id = $1",
+                        t.staging, t.produced
                     ),
                     &[&batch],
                 )
@@ -272,13 +316,7 @@ pub async fn batch_produced(
 
 pub async fn backlog(client: &Client, t: &Tables) -> Result<i64, tokio_postgres::Error> {
     let r = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {} WHERE produced_at IS NULL",
-                t.staging
-            ),
-            &[],
-        )
+        .query_one(&format!("SELECT count(*) FROM {}", t.pending), &[])
         .await?;
     Ok(r.get(0))
 }

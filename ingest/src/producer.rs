@@ -1,6 +1,6 @@
-//! The outbox relay: claims unproduced staged rows, sends them to Kafka and
-//! marks each produced (with partition/offset) only after its delivery
-//! report. Rows whose delivery fails stay unproduced and are sent again on a
+//! The outbox relay: claims pending staged rows, sends them to Kafka and
+//! records each one produced (with partition/offset) only after its delivery
+//! report. Rows whose delivery fails stay pending and are sent again on a
 //! later cycle, so an outage delays records but loses none.
 
 use std::sync::Arc;
@@ -117,17 +117,24 @@ async fn send_all(
 }
 
 impl Relay {
-    /// Claims up to `claim_size` unproduced rows in the transaction open on
-    /// `c`, `FOR UPDATE SKIP LOCKED`, so several relays (serve and run on the
-    /// same table, or the two halves of [`Relay::drain`]) never send the same
-    /// row concurrently.
+    /// Claims up to `claim_size` pending rows in the transaction open on
+    /// `c`: takes them off the queue (`FOR UPDATE SKIP LOCKED`, so several
+    /// relays, e.g. serve and run on the same table or the two halves of
+    /// [`Relay::drain`], never send the same row concurrently) and reads
+    /// their records. A rollback puts them back.
     async fn claim(&self, c: &Client) -> anyhow::Result<Vec<StagedRow>> {
+        let t = &self.tables;
         let rows = c
             .query(
                 &format!(
-                    "SELECT seq, record_id, record::text, batch_id FROM {} WHERE produced_at IS NULL
-                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    self.tables.staging
+                    "WITH claimed AS (
+                        DELETE FROM {q} WHERE seq IN (
+                            SELECT seq FROM {q} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+                        RETURNING seq)
+                     SELECT s.seq, s.record_id, s.record::text, s.batch_id
+                     FROM claimed JOIN {s} s USING (seq) ORDER BY s.seq",
+                    q = t.pending,
+                    s = t.staging
                 ),
                 &[&self.claim_size],
             )
@@ -143,15 +150,18 @@ impl Relay {
             .collect())
     }
 
-    /// Marks the delivered rows produced, adds them to their batches'
-    /// `produced` counts, and commits the transaction on `c`.
+    /// Records the delivered rows produced, puts the others back on the
+    /// queue, adds the delivered to their batches' `produced` counts, and
+    /// commits the transaction on `c`.
     async fn mark(
         &self,
         c: &Client,
         staged: &[StagedRow],
         results: &[Option<(i32, i64)>],
     ) -> anyhow::Result<CycleOutcome> {
-        let (mut seqs, mut parts, mut offs) = (Vec::new(), Vec::new(), Vec::new());
+        let t = &self.tables;
+        let (mut seqs, mut parts, mut offs, mut failed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // Sorted, so concurrent relays lock batch rows in one order.
         let mut per_batch = std::collections::BTreeMap::<Uuid, i64>::new();
         for (row, res) in staged.iter().zip(results) {
@@ -160,16 +170,17 @@ impl Relay {
                 parts.push(*p);
                 offs.push(*o);
                 *per_batch.entry(row.batch_id).or_default() += 1;
+            } else {
+                failed.push(row.seq);
             }
         }
         if !seqs.is_empty() {
             c.execute(
                 &format!(
-                    "UPDATE {s} SET produced_at = now(), topic = $1,
-                            kafka_partition = u.p, kafka_offset = u.o
-                     FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS u(seq, p, o)
-                     WHERE {s}.seq = u.seq",
-                    s = self.tables.staging
+                    "INSERT INTO {} (seq, topic, kafka_partition, kafka_offset)
+                     SELECT u.seq, $1, u.p, u.o
+                     FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS u(seq, p, o)",
+                    t.produced
                 ),
                 &[&self.topic, &seqs, &parts, &offs],
             )
@@ -179,9 +190,16 @@ impl Relay {
                 &format!(
                     "UPDATE {b} SET produced = produced + u.n
                      FROM unnest($1::uuid[], $2::bigint[]) AS u(id, n) WHERE {b}.id = u.id",
-                    b = self.tables.batches
+                    b = t.batches
                 ),
                 &[&ids, &counts],
+            )
+            .await?;
+        }
+        if !failed.is_empty() {
+            c.execute(
+                &format!("INSERT INTO {} SELECT unnest($1::bigint[])", t.pending),
+                &[&failed],
             )
             .await?;
         }
@@ -190,7 +208,7 @@ impl Relay {
         Ok(CycleOutcome {
             claimed: staged.len(),
             produced: seqs.len(),
-            failed: staged.len() - seqs.len(),
+            failed: failed.len(),
         })
     }
 
@@ -320,11 +338,12 @@ impl Relay {
             let rows = client
                 .query(
                     &format!(
-                        "SELECT seq, record_id, record::text, batch_id FROM {} WHERE produced_at IS NOT NULL
-                         AND fetched_at >= $1 AND fetched_at < $2
-                         AND ($3::uuid IS NULL OR batch_id = $3) AND seq > $4
-                         ORDER BY seq LIMIT $5",
-                        self.tables.staging
+                        "SELECT s.seq, s.record_id, s.record::text, s.batch_id
+                         FROM {} s JOIN {} p USING (seq)
+                         WHERE s.fetched_at >= $1 AND s.fetched_at < $2
+                         AND ($3::uuid IS NULL OR s.batch_id = $3) AND s.seq > $4
+                         ORDER BY s.seq LIMIT $5",
+                        self.tables.staging, self.tables.produced
                     ),
                     &[&since, &until, &batch, &after_seq, &self.claim_size],
                 )

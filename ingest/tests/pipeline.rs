@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::fixture::{self, ERROR_BODY, PAGE1, PAGE2, Reply, TRUNCATED};
 use common::{assert_exactly_once, topic_messages};
@@ -272,9 +272,11 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
     common::drop_tables(&cfg).await;
 }
 
-/// A staging table an earlier version created (records as jsonb, batches
-/// without the produced counter) keeps working: ensure_schema adds the
-/// counter, the relay sends the pending row, and the old batch's status is
+/// A staging table an earlier version created (records as jsonb, delivery
+/// columns on the record's row, batches without the produced counter) keeps
+/// working: ensure_schema moves its deliveries to the queue and results
+/// tables and adds the counter, the relay sends the pending row, the
+/// produced row keeps its recorded offset, and the old batch's status is
 /// counted from its rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_table_of_an_earlier_version_keeps_working() {
@@ -360,6 +362,14 @@ async fn staging_table_of_an_earlier_version_keeps_working() {
         .expect("old batch")
         .get(0);
     assert_eq!(counter, None, "the old batch is counted from its rows");
+    let old_rows = common::staged_rows(&cfg, Some(old)).await;
+    let done_id = Uuid::parse_str(&done.id).expect("uuid");
+    let kept = old_rows.iter().find(|r| r.0 == done_id).expect("old row");
+    assert_eq!(
+        (kept.2, kept.3),
+        (Some(0), Some(99)),
+        "recorded offset kept"
+    );
     let msgs = topic_messages(&topic).await;
     assert_eq!(msgs.len(), 8, "the pending old row and the 7 new ones");
     let sent: User = msgs
@@ -368,5 +378,70 @@ async fn staging_table_of_an_earlier_version_keeps_working() {
         .map(|m| serde_json::from_slice(&m.value).expect("user"))
         .expect("the old pending row is on the topic");
     assert_eq!(sent, pending);
+    common::drop_tables(&cfg).await;
+}
+
+/// Deliveries that fail (the topic does not exist yet, so each message times
+/// out) put their rows back on the queue: none is recorded produced, and
+/// all are sent once the topic exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_stay_pending_until_sent() {
+    let topic = format!("ingest_late_{}", common::hex16());
+    let mut cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    cfg.message_timeout = Duration::from_secs(1);
+    let pipeline = Pipeline::start(cfg.clone()).await.expect("pipeline");
+    let batch = pipeline
+        .ingestor
+        .ingest(IngestRequest {
+            count: 30,
+            source: SourceKind::Generate,
+            seed: Some(3),
+        })
+        .await
+        .expect("ingest");
+    let metrics = pipeline.ingestor.metrics.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metrics.produce_errors.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no delivery failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tables = ember_ingest::outbox::Tables::new(&cfg.staging_table);
+    let client = ember_ingest::outbox::connect(&cfg.pg_url)
+        .await
+        .expect("postgres");
+    // Between cycles every row is back on the queue (a cycle in flight holds
+    // some of them, hence the retries).
+    let mut pending = 0;
+    for _ in 0..50 {
+        pending = ember_ingest::outbox::backlog(&client, &tables)
+            .await
+            .expect("backlog");
+        if pending == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pending, 30, "failed rows back on the queue");
+    let status = pipeline
+        .status(batch.batch_id)
+        .await
+        .expect("status")
+        .expect("batch");
+    assert_eq!(status.produced, 0);
+    assert!(
+        common::staged_rows(&cfg, None)
+            .await
+            .iter()
+            .all(|r| r.2.is_none())
+    );
+
+    common::create_topic_named(&topic);
+    let s = pipeline
+        .wait_produced(batch.batch_id, Duration::from_secs(120))
+        .await
+        .expect("produced once the topic exists");
+    assert_eq!(s.produced, 30);
+    pipeline.stop().await;
+    common::assert_exactly_once(&cfg, 30).await;
     common::drop_tables(&cfg).await;
 }

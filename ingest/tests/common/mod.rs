@@ -28,8 +28,13 @@ pub fn hex16() -> String {
 /// deleted: tansu deletes every topic whose name starts with the deleted one.
 pub fn create_topic(purpose: &str) -> String {
     let name = format!("ingest_{purpose}_{}", hex16());
+    create_topic_named(&name);
+    name
+}
+
+pub fn create_topic_named(name: &str) {
     let out = Command::new(tansu())
-        .args(["topic", "create", &name, "--partitions", "4", "--broker"])
+        .args(["topic", "create", name, "--partitions", "4", "--broker"])
         .arg(format!("tcp://{}", brokers()))
         .output()
         .expect("run tansu topic create");
@@ -38,7 +43,6 @@ pub fn create_topic(purpose: &str) -> String {
         "tansu topic create {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    name
 }
 
 #[derive(Debug, Clone)]
@@ -147,8 +151,9 @@ pub async fn staged_rows(
     client
         .query(
             &format!(
-                "SELECT record_id, record, kafka_partition, kafka_offset FROM {}
-                 WHERE ($1::uuid IS NULL OR batch_id = $1) ORDER BY seq",
+                "SELECT s.record_id, s.record, p.kafka_partition, p.kafka_offset
+                 FROM {0} s LEFT JOIN {0}_produced p USING (seq)
+                 WHERE ($1::uuid IS NULL OR s.batch_id = $1) ORDER BY s.seq",
                 cfg.staging_table
             ),
             &[&batch],
