@@ -2,7 +2,7 @@
 //! gives the same users (and ids) on every run and machine, so demos and
 //! tests work without the internet.
 
-use chrono::DateTime;
+use chrono::{DateTime, SecondsFormat};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -154,21 +154,34 @@ impl Generator {
         *items.choose(&mut self.rng).unwrap_or(&items[0])
     }
 
-    fn digits(&mut self, pattern: &str) -> String {
-        pattern
-            .chars()
-            .map(|c| match c {
+    /// `pattern` with `#` a random digit and `B` a digit 2–9. With `keep`
+    /// false the digits are drawn (so the stream stays the same) but the
+    /// string is not built.
+    fn digits(&mut self, pattern: &str, keep: bool) -> String {
+        let mut out = String::with_capacity(if keep { pattern.len() } else { 0 });
+        for c in pattern.chars() {
+            let c = match c {
                 '#' => char::from(b'0' + self.rng.random_range(0..10u8)),
                 'B' => char::from(b'2' + self.rng.random_range(0..8u8)),
                 other => other,
-            })
-            .collect()
+            };
+            if keep {
+                out.push(c);
+            }
+        }
+        out
     }
 
-    fn hex(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| char::from_digit(self.rng.random_range(0..16u32), 16).unwrap_or('0'))
-            .collect()
+    /// `len` random hex digits; see [`Generator::digits`] for `keep`.
+    fn hex(&mut self, len: usize, keep: bool) -> String {
+        let mut out = String::with_capacity(if keep { len } else { 0 });
+        for _ in 0..len {
+            let d = self.rng.random_range(0..16u32);
+            if keep {
+                out.push(char::from_digit(d, 16).unwrap_or('0'));
+            }
+        }
+        out
     }
 
     fn date_age(&mut self, min_years: i64, max_years: i64) -> DateAge {
@@ -176,8 +189,11 @@ impl Generator {
             .rng
             .random_range(min_years * YEAR_MS..max_years * YEAR_MS);
         let ms = REFERENCE_MS - back;
+        // randomuser.me's form, 2011-09-02T18:06:34.054Z (years 1945–2024
+        // here, so RFC 3339 with millis and Z is the same text, and cheaper
+        // than a strftime pattern parsed for every date).
         let date = DateTime::from_timestamp_millis(ms)
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
             .unwrap_or_default();
         DateAge {
             date,
@@ -194,6 +210,14 @@ impl Generator {
 
     /// The next user in randomuser.me's shape.
     pub fn next_api_user(&mut self) -> ApiUser {
+        self.draw_user(true)
+    }
+
+    /// The next user. With `full` false, the fields the flat record does not
+    /// keep (login hashes, coordinates, time zone, cell, id document, large
+    /// and thumbnail pictures) are drawn but left empty: the stream of
+    /// random numbers, and so every later user, is the same either way.
+    fn draw_user(&mut self, full: bool) -> ApiUser {
         let nat = &NATS[self.rng.random_range(0..NATS.len())];
         let female = self.rng.random_bool(0.5);
         let first = if female {
@@ -206,7 +230,7 @@ impl Generator {
         let postcode: Value = if nat.numeric_postcode {
             json!(self.rng.random_range(10_000..99_999u32))
         } else {
-            let p = self.digits("B#B #B#");
+            let p = self.digits("B#B #B#", true);
             Value::String(p)
         };
         let (tz_off, tz_desc) = self.pick(TIMEZONES);
@@ -216,7 +240,7 @@ impl Generator {
             self.pick(USERNAME_NOUN),
             self.rng.random_range(100..1000u32)
         );
-        let login_uuid = self.uuid().to_string();
+        let login_uuid = self.uuid();
         let (title, sex_dir) = if female {
             ("Ms", "women")
         } else {
@@ -226,18 +250,18 @@ impl Generator {
         let email_domain = "example.com";
         let street_number = self.rng.random_range(1..10_000u32);
         let street_name = self.pick(nat.streets);
-        let lat = format!("{:.4}", self.rng.random_range(-90.0..90.0f64));
-        let lon = format!("{:.4}", self.rng.random_range(-180.0..180.0f64));
-        let password = self.hex(8);
-        let salt = self.hex(8);
-        let md5 = self.hex(32);
-        let sha1 = self.hex(40);
-        let sha256 = self.hex(64);
+        let lat = self.rng.random_range(-90.0..90.0f64);
+        let lon = self.rng.random_range(-180.0..180.0f64);
+        let password = self.hex(8, full);
+        let salt = self.hex(8, full);
+        let md5 = self.hex(32, full);
+        let sha1 = self.hex(40, full);
+        let sha256 = self.hex(64, full);
         let dob = self.date_age(20, 80);
         let registered = self.date_age(1, 22);
-        let phone = self.digits(nat.phone);
-        let cell = self.digits(nat.phone);
-        let id_value = self.digits("###-##-####");
+        let phone = self.digits(nat.phone, true);
+        let cell = self.digits(nat.phone, full);
+        let id_value = self.digits("###-##-####", full);
         self.produced += 1;
         ApiUser {
             gender: if female { "female" } else { "male" }.to_string(),
@@ -255,11 +279,11 @@ impl Generator {
                 state: state.to_string(),
                 country: nat.country.to_string(),
                 postcode,
-                coordinates: Some(Coordinates {
-                    latitude: lat,
-                    longitude: lon,
+                coordinates: full.then(|| Coordinates {
+                    latitude: format!("{lat:.4}"),
+                    longitude: format!("{lon:.4}"),
                 }),
-                timezone: Some(Timezone {
+                timezone: full.then(|| Timezone {
                     offset: tz_off.to_string(),
                     description: tz_desc.to_string(),
                 }),
@@ -270,36 +294,44 @@ impl Generator {
                 last.to_lowercase()
             ),
             login: Login {
-                uuid: Some(login_uuid),
+                uuid: full.then(|| login_uuid.to_string()),
                 username,
-                password: Some(password),
-                salt: Some(salt),
-                md5: Some(md5),
-                sha1: Some(sha1),
-                sha256: Some(sha256),
+                password: full.then_some(password),
+                salt: full.then_some(salt),
+                md5: full.then_some(md5),
+                sha1: full.then_some(sha1),
+                sha256: full.then_some(sha256),
             },
             dob,
             registered,
             phone,
-            cell: Some(cell),
-            id: Some(IdDoc {
+            cell: full.then_some(cell),
+            id: full.then(|| IdDoc {
                 name: nat.id_name.to_string(),
                 value: Some(id_value),
             }),
             picture: Picture {
-                large: format!("https://randomuser.me/api/portraits/{sex_dir}/{portrait}.jpg"),
                 medium: format!("https://randomuser.me/api/portraits/med/{sex_dir}/{portrait}.jpg"),
-                thumbnail: format!(
-                    "https://randomuser.me/api/portraits/thumb/{sex_dir}/{portrait}.jpg"
-                ),
+                large: if full {
+                    format!("https://randomuser.me/api/portraits/{sex_dir}/{portrait}.jpg")
+                } else {
+                    String::new()
+                },
+                thumbnail: if full {
+                    format!("https://randomuser.me/api/portraits/thumb/{sex_dir}/{portrait}.jpg")
+                } else {
+                    String::new()
+                },
             },
             nat: Some(nat.code.to_string()),
         }
     }
 
-    /// The next user as the flat record, with a seeded id.
+    /// The next user as the flat record, with a seeded id: the same record
+    /// as `User::from_api` of [`Generator::next_api_user`], without building
+    /// the fields it drops.
     pub fn next_user(&mut self) -> User {
-        let api = self.next_api_user();
+        let api = self.draw_user(false);
         let id = self.uuid();
         User::from_api(&api, id)
     }
@@ -340,6 +372,35 @@ mod tests {
             (0..50).map(|_| g.next_user()).collect()
         };
         assert_ne!(a, c);
+    }
+
+    /// `next_user` skips building what the record drops; the users (and the
+    /// random stream behind them) must be exactly those of the full path.
+    #[test]
+    fn flat_users_are_those_of_the_full_path() {
+        for seed in [0, 1, 42, 77, 12_345] {
+            let (mut flat, mut full) = (Generator::new(seed), Generator::new(seed));
+            for _ in 0..2000 {
+                let api = full.next_api_user();
+                let id = full.uuid();
+                assert_eq!(flat.next_user(), User::from_api(&api, id), "seed {seed}");
+            }
+        }
+    }
+
+    /// The RFC 3339 form used for dates is randomuser.me's
+    /// `%Y-%m-%dT%H:%M:%S%.3fZ` over the generator's range of dates.
+    #[test]
+    fn dates_match_the_api_pattern() {
+        let mut ms = REFERENCE_MS - 80 * YEAR_MS;
+        while ms <= REFERENCE_MS {
+            let d = DateTime::from_timestamp_millis(ms).expect("in range");
+            assert_eq!(
+                d.to_rfc3339_opts(SecondsFormat::Millis, true),
+                d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            );
+            ms += 7_919_993_311; // ~92 days and an odd number of millis
+        }
     }
 
     #[test]
