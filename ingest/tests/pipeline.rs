@@ -254,7 +254,7 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
         "staged {max_lead} rows ahead of the relay (limit 2000, pages of 500)"
     );
     let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let st = outbox::batch_status(&client, &tables, s.batch_id)
             .await
@@ -263,7 +263,7 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
         if st.state == "produced" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "not produced: {st:?}");
+        assert!(Instant::now() < deadline, "not produced: {st:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_relay.send(true);
@@ -283,9 +283,7 @@ async fn staging_table_of_an_earlier_version_keeps_working() {
     let topic = common::create_topic("legacy");
     let cfg = common::config(&topic, "http://127.0.0.1:9/unused");
     let (s, b) = (&cfg.staging_table, format!("{}_batches", cfg.staging_table));
-    let client = ember_ingest::outbox::connect(&cfg.pg_url)
-        .await
-        .expect("postgres");
+    let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
     client
         .batch_execute(&format!(
             "CREATE TABLE {b} (id uuid PRIMARY KEY, source text NOT NULL,
@@ -405,17 +403,13 @@ async fn failed_deliveries_stay_pending_until_sent() {
         assert!(Instant::now() < deadline, "no delivery failed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let tables = ember_ingest::outbox::Tables::new(&cfg.staging_table);
-    let client = ember_ingest::outbox::connect(&cfg.pg_url)
-        .await
-        .expect("postgres");
+    let tables = Tables::new(&cfg.staging_table);
+    let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
     // Between cycles every row is back on the queue (a cycle in flight holds
     // some of them, hence the retries).
     let mut pending = 0;
     for _ in 0..50 {
-        pending = ember_ingest::outbox::backlog(&client, &tables)
-            .await
-            .expect("backlog");
+        pending = outbox::backlog(&client, &tables).await.expect("backlog");
         if pending == 30 {
             break;
         }
