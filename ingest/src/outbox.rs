@@ -4,6 +4,8 @@
 //! transaction that saw the broker acknowledge it, so a crash or a broker
 //! outage leaves unsent rows pending.
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls};
@@ -296,6 +298,34 @@ pub async fn batch_status(
         state,
         error: b.get(4),
     }))
+}
+
+/// Polls the batch every 100 ms on one connection (opened again if it
+/// drops) until all it staged is produced (state "produced", or "failed"
+/// with every staged row produced), or `timeout` passes.
+pub async fn wait_produced(
+    pg_url: &str,
+    t: &Tables,
+    batch: Uuid,
+    timeout: Duration,
+) -> anyhow::Result<BatchStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut client = connect(pg_url).await?;
+    loop {
+        if client.is_closed() {
+            client = connect(pg_url).await?;
+        }
+        if let Some(s) = batch_status(&client, t, batch).await?
+            && (s.state == "produced" || (s.state == "failed" && s.produced == s.staged))
+        {
+            return Ok(s);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "batch {batch} not produced within {timeout:?}; its rows stay staged and will be sent later"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The batch's `produced` counter (None: no such batch, or a batch staged

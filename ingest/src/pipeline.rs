@@ -1,7 +1,7 @@
 //! Wiring shared by `run`, `serve` and the tests: schema, ingestor, relay.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -95,26 +95,13 @@ impl Pipeline {
         Ok(outbox::batch_status(&client, &self.ingestor.tables, batch).await?)
     }
 
-    /// Polls until every staged row of `batch` is produced (or it failed
-    /// and all it staged is produced), or `timeout` passes.
+    /// See [`outbox::wait_produced`].
     pub async fn wait_produced(
         &self,
         batch: Uuid,
         timeout: Duration,
     ) -> anyhow::Result<BatchStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.status(batch).await?
-                && (s.state == "produced" || (s.state == "failed" && s.produced == s.staged))
-            {
-                return Ok(s);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "batch {batch} not produced within {timeout:?}; its rows stay staged and will be sent later"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        outbox::wait_produced(&self.ingestor.pg_url, &self.ingestor.tables, batch, timeout).await
     }
 
     /// Stops the relay after its current cycle, or abandons that cycle after

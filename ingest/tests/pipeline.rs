@@ -253,19 +253,10 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
         max_lead <= 2000 + 500,
         "staged {max_lead} rows ahead of the relay (limit 2000, pages of 500)"
     );
-    let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = outbox::batch_status(&client, &tables, s.batch_id)
-            .await
-            .expect("status")
-            .expect("batch");
-        if st.state == "produced" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not produced: {st:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = outbox::wait_produced(&cfg.pg_url, &tables, s.batch_id, Duration::from_secs(120))
+        .await
+        .expect("produced");
+    assert_eq!(status.state, "produced");
     let _ = stop_relay.send(true);
     relay_task.await.expect("relay");
     assert_exactly_once(&cfg, 10_000).await;
