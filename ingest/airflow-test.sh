@@ -111,6 +111,6 @@ case "$REPORT" in
 esac
 # Postgres tables are ours to drop (topics are never deleted: see scripts/stack).
 if command -v psql >/dev/null; then
-  psql "$EMBER_PG" -qc "DROP TABLE IF EXISTS $TABLE, ${TABLE}_batches, ${TABLE}_pending, ${TABLE}_produced;" >/dev/null 2>&1 || true
+  psql "$EMBER_PG" -qc "DROP TABLE IF EXISTS $TABLE, ${TABLE}_batches, ${TABLE}_queue, ${TABLE}_pending, ${TABLE}_produced;" >/dev/null 2>&1 || true
 fi
 log "OK: $COUNT users staged in $TABLE and on $TOPIC via the DAG"

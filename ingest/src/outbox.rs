@@ -1,7 +1,7 @@
 //! The Postgres staging table (transactional outbox). Every fetched page is
 //! written in one transaction, with its rows queued as pending; the relay
-//! takes a row off the queue and records its Kafka partition/offset in the
-//! transaction that saw the broker acknowledge it, so a crash or a broker
+//! takes rows off the queue and records their Kafka partition/offset in the
+//! transaction that saw the broker acknowledge them, so a crash or a broker
 //! outage leaves unsent rows pending.
 
 use std::time::{Duration, Instant};
@@ -41,10 +41,38 @@ pub struct Tables {
     pub staging: String,
     /// One row per batch, with its fetched and produced counts.
     pub batches: String,
-    /// `seq` of each row not yet produced: the relay's queue.
-    pub pending: String,
+    /// The relay's queue: ranges `[lo, hi]` of consecutive `seq`s not yet
+    /// produced, at most [`RANGE_ROWS`] each.
+    pub queue: String,
     /// Where each produced row went (topic, partition, offset).
     pub produced: String,
+}
+
+/// The most rows one queue range holds. The relay claims whole ranges, so
+/// this bounds how far a claim can run past its size.
+pub const RANGE_ROWS: i64 = 500;
+
+/// SQL that queues the seqs of `seqs` (a query with one bigint column,
+/// `seq`) as ranges of consecutive seqs of at most [`RANGE_ROWS`]. A range
+/// holds only seqs it was given: when another session's insert took seqs
+/// in the middle of a page, the page gets one range per unbroken run.
+fn queue_ranges(queue: &str, seqs: &str) -> String {
+    format!(
+        "INSERT INTO {queue} (lo, hi)
+         SELECT min(seq), max(seq) FROM (
+             SELECT seq, seq - n AS run, (n - 1) / {RANGE_ROWS} AS chunk
+             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM ({seqs}) AS s) AS r
+         ) AS c GROUP BY run, chunk"
+    )
+}
+
+/// Puts `seqs` (staged rows whose delivery failed) back on the queue.
+pub async fn requeue(c: &Client, t: &Tables, seqs: &[i64]) -> Result<u64, tokio_postgres::Error> {
+    c.execute(
+        &queue_ranges(&t.queue, "SELECT unnest($1::bigint[]) AS seq"),
+        &[&seqs],
+    )
+    .await
 }
 
 impl Tables {
@@ -52,7 +80,7 @@ impl Tables {
         Tables {
             staging: staging.to_string(),
             batches: format!("{staging}_batches"),
-            pending: format!("{staging}_pending"),
+            queue: format!("{staging}_queue"),
             produced: format!("{staging}_produced"),
         }
     }
@@ -69,12 +97,14 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
         &[&format!("ember_ingest:{}", t.staging)],
     )
     .await?;
-    let (s, b, q, p) = (&t.staging, &t.batches, &t.pending, &t.produced);
+    let (s, b, q, p) = (&t.staging, &t.batches, &t.queue, &t.produced);
     // The record's row is written once. Its delivery goes to two narrow
-    // tables: a queue of pending seqs, which the relay deletes from as it
-    // claims, and the produced results. An earlier version kept both on the
-    // record's row, so marking a row produced rewrote its whole ~1 KB (and
-    // could not be a HOT update): that cost Postgres more than staging it.
+    // tables: a queue of pending seq ranges, which the relay deletes from as
+    // it claims, and the produced results. An earlier version kept both on
+    // the record's row, so marking a row produced rewrote its whole ~1 KB
+    // (and could not be a HOT update): that cost Postgres more than staging
+    // it. The next one queued each seq on its own row, which cost Postgres
+    // ~5 µs a row to insert, claim and vacuum; a range costs that per page.
     //
     // `record` is json, not jsonb: Postgres validates it and keeps the text
     // as staged, so the relay sends it without parsing it again, fields in
@@ -116,10 +146,16 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
         )
         .await?
         .is_some();
+    // The queue of one seq per row, before ranges.
+    let seq_queue = format!("{s}_pending");
+    let seq_queue_exists = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&seq_queue])
+        .await?
+        .get::<_, bool>(0);
     // No foreign keys to the record's row: each would cost a lookup per
     // write, and only ember-ingest writes these tables.
     tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {q} (seq bigint PRIMARY KEY);
+        "CREATE TABLE IF NOT EXISTS {q} (lo bigint PRIMARY KEY, hi bigint NOT NULL);
         CREATE TABLE IF NOT EXISTS {p} (
             seq bigint PRIMARY KEY,
             topic text NOT NULL,
@@ -128,27 +164,37 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
             produced_at timestamptz NOT NULL DEFAULT now());"
     ))
     .await?;
+    if seq_queue_exists {
+        tx.batch_execute(&format!(
+            "{};
+            DROP TABLE {seq_queue};",
+            queue_ranges(q, &format!("SELECT seq FROM {seq_queue}"))
+        ))
+        .await?;
+    }
     if legacy {
         tx.batch_execute(&format!(
-            "INSERT INTO {q} SELECT seq FROM {s} WHERE produced_at IS NULL;
+            "{};
             INSERT INTO {p} (seq, topic, kafka_partition, kafka_offset, produced_at)
                 SELECT seq, topic, kafka_partition, kafka_offset, produced_at
                 FROM {s} WHERE produced_at IS NOT NULL;
             DROP INDEX IF EXISTS {s}_unproduced;
             ALTER TABLE {s} DROP COLUMN produced_at, DROP COLUMN topic,
-                DROP COLUMN kafka_partition, DROP COLUMN kafka_offset;"
+                DROP COLUMN kafka_partition, DROP COLUMN kafka_offset;",
+            queue_ranges(q, &format!("SELECT seq FROM {s} WHERE produced_at IS NULL"))
         ))
         .await?;
     }
     tx.commit().await
 }
 
-/// Drops the staging table and the tables beside it.
+/// Drops the staging table and the tables beside it (and an earlier
+/// version's queue, if it is still there).
 pub async fn drop_tables(client: &Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {}, {}, {}, {};",
-            t.staging, t.batches, t.pending, t.produced
+            "DROP TABLE IF EXISTS {}, {}, {}, {}, {}_pending;",
+            t.staging, t.batches, t.queue, t.produced, t.staging
         ))
         .await
 }
@@ -188,19 +234,28 @@ pub async fn stage_page(
         records.push(serde_json::to_string(u)?);
     }
     let tx = client.transaction().await?;
-    let n = tx
-        .execute(
-            &format!(
-                "WITH staged AS (
-                    INSERT INTO {} (batch_id, record_id, record, fetched_at)
-                    SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
-                    RETURNING seq)
-                 INSERT INTO {} SELECT seq FROM staged",
-                t.staging, t.pending
-            ),
-            &[&batch, &ids, &records, &fetched_at],
-        )
-        .await?;
+    // One stager at a time per table, so a page's seqs are consecutive and
+    // it is queued as one range: interleaved with another batch's inserts,
+    // pages split into runs of a few rows, and claims of whole ranges
+    // shrink with them. The lock is held for one page.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("ember_ingest_stage:{}", t.staging)],
+    )
+    .await?;
+    tx.execute(
+        &format!(
+            "WITH staged AS (
+                INSERT INTO {} (batch_id, record_id, record, fetched_at)
+                SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
+                RETURNING seq)
+             {}",
+            t.staging,
+            queue_ranges(&t.queue, "SELECT seq FROM staged")
+        ),
+        &[&batch, &ids, &records, &fetched_at],
+    )
+    .await?;
     tx.execute(
         &format!(
             "UPDATE {} SET fetched = fetched + $2, updated_at = now() WHERE id = $1",
@@ -210,7 +265,7 @@ pub async fn stage_page(
     )
     .await?;
     tx.commit().await?;
-    Ok(n)
+    Ok(users.len() as u64)
 }
 
 pub async fn finish_batch(
@@ -344,9 +399,17 @@ pub async fn batch_produced(
     Ok(row.and_then(|r| r.get(0)))
 }
 
+/// Rows not yet produced (the queue's ranges hold consecutive seqs, so a
+/// range's size is its row count).
 pub async fn backlog(client: &Client, t: &Tables) -> Result<i64, tokio_postgres::Error> {
     let r = client
-        .query_one(&format!("SELECT count(*) FROM {}", t.pending), &[])
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(hi - lo + 1), 0)::bigint FROM {}",
+                t.queue
+            ),
+            &[],
+        )
         .await?;
     Ok(r.get(0))
 }

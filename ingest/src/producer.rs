@@ -117,29 +117,34 @@ async fn send_all(
 }
 
 impl Relay {
-    /// Claims up to `claim_size` pending rows in the transaction open on
-    /// `c`: takes them off the queue (`FOR UPDATE SKIP LOCKED`, so several
-    /// relays, e.g. serve and run on the same table or the two halves of
-    /// [`Relay::drain`], never send the same row concurrently) and reads
-    /// their records. A rollback puts them back.
+    /// Claims pending rows in the transaction open on `c`: takes whole
+    /// ranges off the queue (`FOR UPDATE SKIP LOCKED`, so several relays,
+    /// e.g. serve and run on the same table or the two halves of
+    /// [`Relay::drain`], never send the same row concurrently), as many as
+    /// fit in `claim_size` rows (at least one), and reads their records in
+    /// seq order. A rollback puts them back.
     async fn claim(&self, c: &Client) -> anyhow::Result<Vec<StagedRow>> {
         let t = &self.tables;
+        let ranges = (self.claim_size / outbox::RANGE_ROWS).max(1);
+        // OFFSET 0 keeps the lateral subquery apart: flattened, the planner
+        // joins the ranges against a scan of the whole staging table.
         let rows = c
             .query(
                 &format!(
                     "WITH claimed AS (
-                        DELETE FROM {q} WHERE seq IN (
-                            SELECT seq FROM {q} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
-                        RETURNING seq)
-                     SELECT s.seq, s.record_id, s.record::text, s.batch_id
-                     FROM claimed JOIN {s} s USING (seq) ORDER BY s.seq",
-                    q = t.pending,
+                        DELETE FROM {q} WHERE lo IN (
+                            SELECT lo FROM {q} ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED)
+                        RETURNING lo, hi)
+                     SELECT s.seq, s.record_id, s.record, s.batch_id FROM claimed,
+                     LATERAL (SELECT seq, record_id, record::text, batch_id FROM {s}
+                              WHERE seq BETWEEN claimed.lo AND claimed.hi OFFSET 0) s",
+                    q = t.queue,
                     s = t.staging
                 ),
-                &[&self.claim_size],
+                &[&ranges],
             )
             .await?;
-        Ok(rows
+        let mut staged: Vec<StagedRow> = rows
             .iter()
             .map(|r| StagedRow {
                 seq: r.get(0),
@@ -147,7 +152,10 @@ impl Relay {
                 payload: r.get::<_, String>(2).into_bytes(),
                 batch_id: r.get(3),
             })
-            .collect())
+            .collect();
+        // Here, not in SQL: a sort of ~5 MB of records can spill to disk.
+        staged.sort_unstable_by_key(|r| r.seq);
+        Ok(staged)
     }
 
     /// Records the delivered rows produced, puts the others back on the
@@ -197,11 +205,7 @@ impl Relay {
             .await?;
         }
         if !failed.is_empty() {
-            c.execute(
-                &format!("INSERT INTO {} SELECT unnest($1::bigint[])", t.pending),
-                &[&failed],
-            )
-            .await?;
+            outbox::requeue(c, t, &failed).await?;
         }
         c.batch_execute("COMMIT").await?;
         inc(&self.metrics.records_produced, seqs.len() as u64);

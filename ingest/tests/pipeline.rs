@@ -430,3 +430,213 @@ async fn failed_deliveries_stay_pending_until_sent() {
     common::assert_exactly_once(&cfg, 30).await;
     common::drop_tables(&cfg).await;
 }
+
+/// Rows put back on the queue become ranges of consecutive seqs, at most
+/// `RANGE_ROWS` each, in whatever order they come: the relay claims whole
+/// ranges, so a range must never cover a seq that is not pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeued_seqs_are_queued_as_runs_of_consecutive_seqs() {
+    let cfg = common::config("unused", "http://127.0.0.1:9/unused");
+    let tables = Tables::new(&cfg.staging_table);
+    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    outbox::ensure_schema(&mut client, &tables)
+        .await
+        .expect("schema");
+    let mut seqs: Vec<i64> = vec![6, 2, 5, 1, 3];
+    seqs.extend((9..=1200).rev());
+    outbox::requeue(&client, &tables, &seqs)
+        .await
+        .expect("requeue");
+    let ranges: Vec<(i64, i64)> = client
+        .query(
+            &format!("SELECT lo, hi FROM {} ORDER BY lo", tables.queue),
+            &[],
+        )
+        .await
+        .expect("queue")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // 500 rows a range at most, counted over the seqs in order: 1–3 and
+    // 5–6 are the first 5, so 9–503 ends the first 500.
+    assert_eq!(
+        ranges,
+        vec![(1, 3), (5, 6), (9, 503), (504, 1003), (1004, 1200)]
+    );
+    assert_eq!(
+        outbox::backlog(&client, &tables).await.expect("backlog"),
+        1197
+    );
+    common::drop_tables(&cfg).await;
+}
+
+/// Two batches staged at the same moment into one table: each page is
+/// queued as one range holding only its rows (stagers take turns), and the
+/// relay sends every row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_are_queued_exactly() {
+    let topic = common::create_topic("concurrent");
+    let mut cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    cfg.api.page_size = 500;
+    let tables = Tables::new(&cfg.staging_table);
+    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    outbox::ensure_schema(&mut client, &tables)
+        .await
+        .expect("schema");
+    let metrics = Arc::new(Metrics::default());
+    let ingestor = Ingestor {
+        pg_url: cfg.pg_url.clone(),
+        tables: tables.clone(),
+        api: ApiSource::new(cfg.api.clone(), metrics.clone()).expect("api"),
+        metrics,
+        notify: Arc::new(Notify::new()),
+        max_lead: 0,
+    };
+    let req = |seed| IngestRequest {
+        count: 10_000,
+        source: SourceKind::Generate,
+        seed: Some(seed),
+    };
+    let (a, b) = tokio::join!(ingestor.ingest(req(1)), ingestor.ingest(req(2)));
+    let (a, b) = (a.expect("batch a"), b.expect("batch b"));
+    assert_eq!((a.staged, b.staged), (10_000, 10_000));
+
+    // Every range: all its seqs staged, of one batch, at most 500.
+    let ranges = client
+        .query(
+            &format!(
+                "SELECT q.lo, q.hi, count(s.seq), count(DISTINCT s.batch_id)
+                 FROM {} q JOIN {} s ON s.seq BETWEEN q.lo AND q.hi GROUP BY q.lo, q.hi",
+                tables.queue, tables.staging
+            ),
+            &[],
+        )
+        .await
+        .expect("ranges");
+    let mut queued = 0;
+    for r in &ranges {
+        let (lo, hi, rows, batches): (i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(rows, hi - lo + 1, "range {lo}–{hi} covers a seq not staged");
+        assert_eq!(batches, 1, "range {lo}–{hi} spans two batches");
+        assert!(rows <= outbox::RANGE_ROWS, "range {lo}–{hi} too long");
+        queued += rows;
+    }
+    assert_eq!(queued, 20_000);
+    // Stagers take turns per page, so each page of 500 is one range.
+    assert_eq!(
+        ranges.len(),
+        40,
+        "40 pages, queued as {} ranges",
+        ranges.len()
+    );
+
+    let pipeline = Pipeline::start(cfg.clone()).await.expect("pipeline");
+    for batch in [a.batch_id, b.batch_id] {
+        let s = pipeline
+            .wait_produced(batch, Duration::from_secs(120))
+            .await
+            .expect("produced");
+        assert_eq!(s.produced, 10_000);
+    }
+    pipeline.stop().await;
+    assert_exactly_once(&cfg, 20_000).await;
+    common::drop_tables(&cfg).await;
+}
+
+/// The previous version queued each pending seq on its own row in
+/// `<table>_pending`. At start its queue is moved to ranges (a produced row
+/// between two pending ones splits them) and dropped, and only the pending
+/// rows are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_of_the_previous_version_is_moved_to_ranges() {
+    let topic = common::create_topic("seqqueue");
+    let cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    let s = &cfg.staging_table;
+    let client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {s}_batches (id uuid PRIMARY KEY, source text NOT NULL,
+                requested integer NOT NULL, seed bigint, fetched integer NOT NULL DEFAULT 0,
+                state text NOT NULL, error text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now(), produced bigint DEFAULT 0);
+             CREATE TABLE {s} (seq bigserial PRIMARY KEY, batch_id uuid NOT NULL,
+                record_id uuid NOT NULL, record json NOT NULL,
+                fetched_at timestamptz NOT NULL, staged_at timestamptz NOT NULL DEFAULT now(),
+                replay_count integer NOT NULL DEFAULT 0, replayed_at timestamptz);
+             CREATE TABLE {s}_pending (seq bigint PRIMARY KEY);
+             CREATE TABLE {s}_produced (seq bigint PRIMARY KEY, topic text NOT NULL,
+                kafka_partition integer NOT NULL, kafka_offset bigint NOT NULL,
+                produced_at timestamptz NOT NULL DEFAULT now());"
+        ))
+        .await
+        .expect("previous schema");
+    let batch = Uuid::new_v4();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {s}_batches (id, source, requested, fetched, state, produced)
+                 VALUES ($1, 'generate', 3, 3, 'staged', 1)"
+            ),
+            &[&batch],
+        )
+        .await
+        .expect("batch");
+    let mut users = ember_ingest::generator::Generator::new(11);
+    let users: Vec<User> = (0..3).map(|_| users.next_user()).collect();
+    for u in &users {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s} (batch_id, record_id, record, fetched_at)
+                     VALUES ($1, $2, $3::text::json, now())"
+                ),
+                &[
+                    &batch,
+                    &Uuid::parse_str(&u.id).expect("uuid"),
+                    &serde_json::to_string(u).expect("json"),
+                ],
+            )
+            .await
+            .expect("row");
+    }
+    // The middle row was produced; the first and the last are pending.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {s}_pending SELECT seq FROM {s} WHERE seq <> (SELECT min(seq) + 1 FROM {s});
+             INSERT INTO {s}_produced SELECT min(seq) + 1, 'elsewhere', 0, 99 FROM {s};"
+        ))
+        .await
+        .expect("queue");
+
+    let pipeline = Pipeline::start(cfg.clone()).await.expect("pipeline");
+    let status = pipeline
+        .wait_produced(batch, Duration::from_secs(60))
+        .await
+        .expect("the pending rows are produced");
+    assert_eq!((status.staged, status.produced), (3, 3));
+    pipeline.stop().await;
+    let gone: bool = client
+        .query_one("SELECT to_regclass($1) IS NULL", &[&format!("{s}_pending")])
+        .await
+        .expect("regclass")
+        .get(0);
+    assert!(gone, "the previous queue is dropped");
+    let mut keys: Vec<Vec<u8>> = topic_messages(&topic)
+        .await
+        .into_iter()
+        .map(|m| m.key.expect("key"))
+        .collect();
+    keys.sort();
+    let mut want = vec![
+        users[0].id.as_bytes().to_vec(),
+        users[2].id.as_bytes().to_vec(),
+    ];
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "the two pending rows, once each, and not the produced one"
+    );
+    common::drop_tables(&cfg).await;
+}
