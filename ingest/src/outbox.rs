@@ -22,9 +22,19 @@ pub fn pg_url_from_env() -> String {
     std::env::var("EMBER_PG").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
 }
 
-/// Connects and drives the connection on a background task.
+/// Connects and drives the connection on a background task. JIT is off for
+/// the session: ember-ingest's statements are short, and Postgres compiled
+/// the relay's claims with LLVM once the staging table grew (its cost
+/// estimate passed `jit_above_cost`), which took ~20% of the relay's
+/// backend CPU in `perf`.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    let options = match config.get_options() {
+        Some(o) => format!("{o} -c jit=off"),
+        None => "-c jit=off".to_string(),
+    };
+    config.options(&options);
+    let (client, conn) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             error!(error = %e, "postgres connection closed");

@@ -640,3 +640,21 @@ async fn queue_of_the_previous_version_is_moved_to_ranges() {
     );
     common::drop_tables(&cfg).await;
 }
+
+/// ember-ingest's sessions run with JIT off (Postgres compiled each claim
+/// with LLVM once the staging table grew), keeping options from the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_without_jit() {
+    let base = outbox::pg_url_from_env();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20work_mem%3D8MB");
+    let client = outbox::connect(&url).await.expect("postgres");
+    for (setting, want) in [("jit", "off"), ("work_mem", "8MB")] {
+        let got: String = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(got, want, "{setting}");
+    }
+}
