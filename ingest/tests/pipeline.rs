@@ -14,7 +14,7 @@ use ember_ingest::api::ApiSource;
 use ember_ingest::ingest::{IngestRequest, Ingestor, SourceKind};
 use ember_ingest::metrics::Metrics;
 use ember_ingest::outbox::{self, Tables};
-use ember_ingest::pipeline::Pipeline;
+use ember_ingest::pipeline::{Config, Pipeline};
 use ember_ingest::producer::Relay;
 use ember_ingest::record::{ApiResponse, User};
 use tokio::sync::Notify;
@@ -176,6 +176,27 @@ async fn generated_batch_is_reproducible_and_produced() {
     common::drop_tables(&cfg).await;
 }
 
+/// Creates `cfg`'s tables and builds an ingestor on them, without the
+/// pipeline's relay (tests that stage on their own terms); with a
+/// connection for the test's own queries.
+async fn ingestor_with_schema(cfg: &Config, max_lead: u64) -> (tokio_postgres::Client, Ingestor) {
+    let tables = Tables::new(&cfg.staging_table);
+    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    outbox::ensure_schema(&mut client, &tables)
+        .await
+        .expect("schema");
+    let metrics = Arc::new(Metrics::default());
+    let ingestor = Ingestor {
+        pg_url: cfg.pg_url.clone(),
+        tables,
+        api: ApiSource::new(cfg.api.clone(), metrics.clone()).expect("api"),
+        metrics,
+        notify: Arc::new(Notify::new()),
+        max_lead,
+    };
+    (client, ingestor)
+}
+
 /// Staging stays within `max_lead` rows of a relay that is producing the
 /// batch, so it does not take the CPU the relay and the broker need. The
 /// relay here is slowed on purpose (its producer lingers 200 ms per send), so
@@ -185,21 +206,9 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
     let topic = common::create_topic("lead");
     let mut cfg = common::config(&topic, "http://127.0.0.1:9/unused");
     cfg.api.page_size = 500;
-    let tables = Tables::new(&cfg.staging_table);
-    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
-    outbox::ensure_schema(&mut client, &tables)
-        .await
-        .expect("schema");
-    let metrics = Arc::new(Metrics::default());
-    let notify = Arc::new(Notify::new());
-    let ingestor = Ingestor {
-        pg_url: cfg.pg_url.clone(),
-        tables: tables.clone(),
-        api: ApiSource::new(cfg.api.clone(), metrics.clone()).expect("api"),
-        metrics: metrics.clone(),
-        notify: notify.clone(),
-        max_lead: 2000,
-    };
+    let (client, ingestor) = ingestor_with_schema(&cfg, 2000).await;
+    let tables = ingestor.tables.clone();
+    let (metrics, notify) = (ingestor.metrics.clone(), ingestor.notify.clone());
     let relay = Relay {
         pg_url: cfg.pg_url.clone(),
         tables: tables.clone(),
@@ -478,20 +487,8 @@ async fn concurrent_batches_are_queued_exactly() {
     let topic = common::create_topic("concurrent");
     let mut cfg = common::config(&topic, "http://127.0.0.1:9/unused");
     cfg.api.page_size = 500;
-    let tables = Tables::new(&cfg.staging_table);
-    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
-    outbox::ensure_schema(&mut client, &tables)
-        .await
-        .expect("schema");
-    let metrics = Arc::new(Metrics::default());
-    let ingestor = Ingestor {
-        pg_url: cfg.pg_url.clone(),
-        tables: tables.clone(),
-        api: ApiSource::new(cfg.api.clone(), metrics.clone()).expect("api"),
-        metrics,
-        notify: Arc::new(Notify::new()),
-        max_lead: 0,
-    };
+    let (client, ingestor) = ingestor_with_schema(&cfg, 0).await;
+    let tables = ingestor.tables.clone();
     let req = |seed| IngestRequest {
         count: 10_000,
         source: SourceKind::Generate,
