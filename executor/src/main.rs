@@ -49,7 +49,33 @@ struct Args {
     work_dir: Option<String>,
 }
 
+/// Keeps glibc's heap from growing with the Kafka path's large buffers.
+///
+/// A consumer's fetch response is one buffer of up to a few MB. glibc maps
+/// the first of them with mmap, then raises its mmap threshold to their size,
+/// so later ones come from heap arenas (one per thread, up to 8 per core)
+/// whose freed space is kept. At 1M records an executor with 4 partitions
+/// peaked at 189-219 MB; with a fixed 256 KiB threshold and 2 arenas, at
+/// 130 MB, at the same rows/s (BENCHMARKS.md, run 18). `MALLOC_ARENA_MAX`
+/// and `MALLOC_MMAP_THRESHOLD_` in the environment still win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_heap_growth() {
+    let set = |var: &str, param: libc::c_int, value: libc::c_int| {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: mallopt only tunes the allocator; it runs before any
+            // other thread exists.
+            unsafe { libc::mallopt(param, value) };
+        }
+    };
+    set("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2);
+    set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 256 * 1024);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_heap_growth() {}
+
 fn main() -> anyhow::Result<()> {
+    limit_heap_growth();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
