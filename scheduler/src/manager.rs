@@ -5,7 +5,9 @@
 //! the ranges (scan → decode → SQL → sink) on the executors, and only after
 //! the sink succeeded write `commits/<batch>`. A failed batch is retried with
 //! the same ranges, with backoff, until it succeeds or the job is stopped; a
-//! restart re-runs an uncommitted batch with its recorded ranges.
+//! restart re-runs an uncommitted batch with its recorded ranges. When a
+//! batch leaves a backlog behind, the next trigger's latest offsets are read
+//! while it runs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -358,9 +360,7 @@ impl Manager {
         job.set_state(job_state::RUNNING, "");
         let name = job.spec.name.clone();
         let mut failures = 0u32;
-        // availableNow/once: the end offsets fixed at start.
-        let mut target: Option<PartitionOffsets> = None;
-        let source = match job.spec.source.rate {
+        let client = match job.spec.source.rate {
             Some(r) => Some(SourceClient::Rate(RateConfig::for_job(
                 r,
                 rate_start_ms(&meta),
@@ -372,7 +372,12 @@ impl Manager {
             )
             .create()
             .ok()
-            .map(SourceClient::Kafka),
+            .map(|c| SourceClient::Kafka(Arc::new(c))),
+        };
+        let mut source = SourceState {
+            client,
+            target: None,
+            ahead: None,
         };
         let mut planner = planner.map(|p| p.with_rate_start(rate_start_ms(&meta)));
         let final_state = loop {
@@ -381,14 +386,7 @@ impl Manager {
             }
             let started = Instant::now();
             let step = self
-                .step(
-                    &job,
-                    &mut meta,
-                    &mut planner,
-                    source.as_ref(),
-                    &mut target,
-                    failures + 1,
-                )
+                .step(&job, &mut meta, &mut planner, &mut source, failures + 1)
                 .await;
             match step {
                 Ok(Step::Ran) => {
@@ -452,26 +450,39 @@ impl Manager {
         job: &Arc<Job>,
         meta: &mut JobMeta,
         planner: &mut Option<JobPlanner>,
-        source: Option<&SourceClient>,
-        target: &mut Option<PartitionOffsets>,
+        source: &mut SourceState,
         attempt: u32,
     ) -> Result<Step> {
         let spec = &job.spec;
         let committed = job.status.lock().committed.clone();
-        let (low, high) = match source {
+        let asked = Instant::now();
+        let (low, high) = match &source.client {
             None => return Err(anyhow!("cannot create a Kafka client")),
-            Some(SourceClient::Kafka(consumer)) => tokio::task::block_in_place(|| {
-                watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
-            })
-            .map_err(|e| anyhow!(e))?,
+            Some(SourceClient::Kafka(consumer)) => {
+                // Read during the last batch, which left a backlog behind. A
+                // failed read-ahead is read again here.
+                let read = match source.ahead.take() {
+                    Some(h) => h.await.ok().and_then(|r| r.ok()),
+                    None => None,
+                };
+                match read {
+                    Some(r) => r,
+                    None => tokio::task::block_in_place(|| {
+                        watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
+                    })
+                    .map_err(|e| anyhow!(e))?,
+                }
+            }
             Some(SourceClient::Rate(r)) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 (r.earliest(), r.latest_after(&committed, now))
             }
         };
+        let latest_offset_ms = asked.elapsed().as_millis() as u64;
         job.status.lock().latest = high.clone();
 
         let pending = job.checkpoint.pending()?;
+        let mut backlog_left = false;
         let entry = match pending {
             Some(p) => {
                 tracing::info!(
@@ -514,7 +525,7 @@ impl Manager {
                 }
                 let upto = match spec.trigger {
                     Trigger::AvailableNow | Trigger::Once => {
-                        target.get_or_insert_with(|| high.clone()).clone()
+                        source.target.get_or_insert_with(|| high.clone()).clone()
                     }
                     _ => high.clone(),
                 };
@@ -527,6 +538,12 @@ impl Manager {
                 if ranges.is_empty() {
                     return Ok(Step::Idle);
                 }
+                let available: i64 = upto
+                    .iter()
+                    .filter_map(|(tp, &end)| Some((end - *start.get(tp)?).max(0)))
+                    .sum();
+                let taken: i64 = ranges.iter().map(|r| r.until - r.from).sum();
+                backlog_left = taken < available;
                 let e = OffsetsEntry {
                     batch_id: job.checkpoint.next_batch_id(),
                     ranges,
@@ -543,8 +560,24 @@ impl Manager {
             *planner = Some(p.with_rate_start(rate_start_ms(meta)));
         }
         let planner = planner.as_ref().ok_or_else(|| anyhow!("no planner"))?;
-        let (mut info, batch_latency) = self.run_batch(job, planner, &entry).await?;
+        // With a backlog behind this batch, the next one's ranges are fixed
+        // by the cap (or the availableNow target), not by what arrives
+        // meanwhile: read the latest offsets while this batch runs. Against
+        // tansu, which serves storage requests one at a time behind the
+        // consumers' fetches, the read took 1-2 s between batches.
+        if backlog_left && let Some(SourceClient::Kafka(consumer)) = &source.client {
+            let (consumer, topics) = (consumer.clone(), spec.source.topics.clone());
+            source.ahead = Some(tokio::task::spawn_blocking(move || {
+                watermarks(&consumer, &topics, KAFKA_TIMEOUT)
+            }));
+        }
+        let ran = self.run_batch(job, planner, &entry).await;
+        if ran.is_err() {
+            source.ahead = None; // read again after the retry's backoff
+        }
+        let (mut info, batch_latency) = ran?;
         info.attempts = attempt;
+        info.latest_offset_ms = latest_offset_ms;
         job.checkpoint
             .write_commit(&info)
             .context("writing the commit log")?;
@@ -660,6 +693,7 @@ impl Manager {
             latency_p50_ms: latency.quantile(0.5),
             latency_p99_ms: latency.quantile(0.99),
             latency_max_ms: latency.max(),
+            latest_offset_ms: 0, // the caller's
         };
         Ok((info, latency))
     }
@@ -731,9 +765,21 @@ enum Step {
 
 /// Where a job's loop reads the latest offsets.
 enum SourceClient {
-    Kafka(BaseConsumer),
+    Kafka(Arc<BaseConsumer>),
     Rate(RateConfig),
 }
+
+/// A job loop's source: its client, the availableNow/once target (the end
+/// offsets fixed at start) and the offsets being read ahead.
+struct SourceState {
+    client: Option<SourceClient>,
+    target: Option<PartitionOffsets>,
+    ahead: Option<OffsetsReadAhead>,
+}
+
+/// The earliest and latest offsets, read while a batch runs.
+type OffsetsReadAhead =
+    tokio::task::JoinHandle<Result<(PartitionOffsets, PartitionOffsets), String>>;
 
 /// A rate source's rows are fixed by the clock since the job was created
 /// (kept in its checkpoint, so a resumed job continues its sequence).

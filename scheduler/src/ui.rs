@@ -583,7 +583,7 @@ fn job_html(d: &JobDetail) -> String {
         let _ = write!(
             b,
             "<tr><td class=r>{}</td><td>{}</td><td>{}</td><td class=ranges>{}</td><td class=r>{}</td><td class=r>{}</td><td class=r>{}</td>\
-<td class=r>{} ms</td><td class=r>{}</td><td>{}</td><td class=error>{}</td></tr>",
+<td class=r>{} ms{}</td><td class=r>{}</td><td>{}</td><td class=error>{}</td></tr>",
             bt.batch_id,
             state_badge("", &bt.state),
             esc(&started),
@@ -592,6 +592,15 @@ fn job_html(d: &JobDetail) -> String {
             count("", bt.rows_out),
             count("", bt.rows_dead),
             bt.duration_ms,
+            // Spark's durationMs.latestOffset: before the batch, not in its duration.
+            if bt.latest_offset_ms > 0 {
+                format!(
+                    "<div class=muted>+ {} ms offsets</div>",
+                    bt.latest_offset_ms
+                )
+            } else {
+                String::new()
+            },
             bt.attempts,
             esc(&bt.executors.join(", ")),
             esc(&bt.error)

@@ -250,13 +250,19 @@ impl Drop for PartitionConsumer {
 
 /// Partitions of `topics` with their low and high watermarks. Blocking: call
 /// from a blocking thread.
+///
+/// One metadata request, then one ListOffsets request for the earliest and
+/// one for the latest offsets of every partition, sent together (librdkafka's
+/// `query_watermark_offsets` would send two per partition, one after the
+/// other). It matters under load: tansu serves storage requests one at a
+/// time, so each request of a trigger waits behind the prefetching
+/// consumers' fetches.
 pub fn watermarks(
     consumer: &BaseConsumer,
     topics: &[String],
     timeout: Duration,
 ) -> Result<(PartitionOffsets, PartitionOffsets), String> {
-    let mut low = PartitionOffsets::new();
-    let mut high = PartitionOffsets::new();
+    let mut tpl = TopicPartitionList::new();
     for topic in topics {
         let md = consumer
             .fetch_metadata(Some(topic), timeout)
@@ -273,16 +279,40 @@ pub fn watermarks(
             return Err(format!("topic {topic:?} does not exist (no partitions)"));
         }
         for p in t.partitions() {
-            let (lo, hi) = consumer
-                .fetch_watermarks(topic, p.id(), timeout)
-                .map_err(|e| format!("cannot read offsets of {topic}/{}: {e}", p.id()))?;
-            let tp = TopicPartition {
-                topic: topic.clone(),
-                partition: p.id(),
-            };
-            low.insert(tp.clone(), lo);
-            high.insert(tp, hi);
+            tpl.add_partition(topic, p.id());
         }
     }
-    Ok((low, high))
+    // ListOffsets takes -2 and -1 as "earliest" and "latest" timestamps.
+    let query = |at: Offset| -> Result<PartitionOffsets, String> {
+        let mut q = tpl.clone();
+        q.set_all_offsets(at)
+            .map_err(|e| format!("cannot build the offsets request: {e}"))?;
+        let r = consumer
+            .offsets_for_times(q, timeout)
+            .map_err(|e| format!("cannot read offsets of {topics:?}: {e}"))?;
+        let mut out = PartitionOffsets::new();
+        for e in r.elements() {
+            let name = format!("{}/{}", e.topic(), e.partition());
+            e.error()
+                .map_err(|err| format!("cannot read offsets of {name}: {err}"))?;
+            let Offset::Offset(o) = e.offset() else {
+                return Err(format!("no offset for {name} ({:?})", e.offset()));
+            };
+            let tp = TopicPartition {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+            };
+            out.insert(tp, o);
+        }
+        Ok(out)
+    };
+    let (low, high) = std::thread::scope(|s| {
+        let low = s.spawn(|| query(Offset::Beginning));
+        let high = query(Offset::End);
+        let low = low
+            .join()
+            .unwrap_or_else(|_| Err("the earliest-offsets query panicked".into()));
+        (low, high)
+    });
+    Ok((low?, high?))
 }
