@@ -74,6 +74,14 @@ struct Opts {
     /// fresh broker matters: tansu's fetches slow down as its database grows.
     #[arg(long, global = true)]
     shared_servers: bool,
+    /// The producers' `compression.type` (the backlog, the latency load and
+    /// both sides of the ingest scenario). ember-ingest's default, none, is
+    /// what tansu serves fastest.
+    #[arg(long, global = true, default_value = "none", value_parser = ["lz4", "gzip", "none"])]
+    compression: String,
+    /// Print each pipeline batch's duration and its tasks' (stderr).
+    #[arg(long, global = true)]
+    batch_timings: bool,
     /// Python with pyspark 4, confluent-kafka and cassandra-driver.
     #[arg(long, global = true, env = "EMBER_PYSPARK_PYTHON")]
     python: Option<PathBuf>,
@@ -150,7 +158,7 @@ fn ember_ingest(args: &[&str]) -> Result<()> {
 
 /// Writes `count` users straight to the topic with ember-ingest's load
 /// producer (rdkafka, no staging); returns msg/s.
-fn produce(topic: &str, count: u64, rate: Option<u64>) -> Result<f64> {
+fn produce(topic: &str, count: u64, rate: Option<u64>, compression: &str) -> Result<f64> {
     let t = Instant::now();
     let (count_s, brokers) = (count.to_string(), kafka());
     let rate_s = rate.map(|r| r.to_string());
@@ -164,6 +172,8 @@ fn produce(topic: &str, count: u64, rate: Option<u64>) -> Result<f64> {
         &brokers,
         "--seed",
         "1",
+        "--compression",
+        compression,
     ];
     if let Some(r) = &rate_s {
         args.extend(["--rate", r.as_str()]);
@@ -191,11 +201,11 @@ fn consume_rate(topic: &str, partitions: i32, count: u64) -> Result<f64> {
                 let mut n = 0u64;
                 let mut last = -1i64;
                 while last + 1 < hi {
-                    if let Some(m) = c.poll(Duration::from_secs(30)) {
+                    if let Some(m) = c.poll(Duration::from_secs(120)) {
                         last = rdkafka::Message::offset(&m?);
                         n += 1;
                     } else {
-                        bail!("partition {p}: no record within 30 s");
+                        bail!("partition {p}: no record within 120 s (Spark's pollTimeoutMs)");
                     }
                 }
                 Ok(n)
@@ -347,6 +357,25 @@ async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result
         })
         .await?;
     let seconds = t.elapsed().as_secs_f64();
+    if o.batch_timings {
+        // Oldest first: the job keeps its most recent batches.
+        for b in d.batches.iter().rev() {
+            let tasks: Vec<String> = b
+                .tasks
+                .iter()
+                .map(|t| format!("p{} {} ms", t.partition, t.duration_ms))
+                .collect();
+            eprintln!(
+                "    batch {} at {}: {} ms after {} ms reading offsets, {} rows; tasks {}",
+                b.batch_id,
+                b.started_at,
+                b.duration_ms,
+                b.latest_offset_ms,
+                b.rows_in,
+                tasks.join(", ")
+            );
+        }
+    }
     let s = d.summary.unwrap_or_default();
     if s.rows_out != count {
         bail!("pipeline wrote {} rows, expected {count}", s.rows_out);
@@ -390,8 +419,8 @@ async fn latency(t: &mut Table, o: &Opts) -> Result<()> {
     cluster.submit(&spec, false).await?;
     let count = rate * seconds;
     let achieved = tokio::task::spawn_blocking({
-        let topic = topic.clone();
-        move || produce(&topic, count, Some(rate))
+        let (topic, compression) = (topic.clone(), o.compression.clone());
+        move || produce(&topic, count, Some(rate), &compression)
     })
     .await??;
     let d = cluster
@@ -609,14 +638,14 @@ async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) ->
     Ok(())
 }
 
-async fn ingest(t: &mut Table, count: u64) -> Result<()> {
+async fn ingest(t: &mut Table, count: u64, compression: &str) -> Result<()> {
     // Raw produce before and after ember-ingest, each into a new topic on
     // the same broker: tansu's writes may slow as its database grows, so
     // ember-ingest is compared with the mean of the two that bracket it.
     let raw = |name: &str| -> Result<f64> {
         let topic = unique(name);
         create_topic(&topic, 4)?;
-        produce(&topic, count, None)
+        produce(&topic, count, None, compression)
     };
     let raw_before = raw("bench_raw")?;
     let topic = unique("bench_ingest");
@@ -639,6 +668,8 @@ async fn ingest(t: &mut Table, count: u64) -> Result<()> {
         &brokers,
         "--staging-table",
         &table,
+        "--compression",
+        compression,
     ])?;
     let staged = count as f64 / start.elapsed().as_secs_f64();
     // The staged rows are ~1 KB each: a million of them per run add up.
@@ -708,11 +739,11 @@ async fn main() -> Result<()> {
     let topic = unique("bench_users");
     if needs_backlog {
         create_topic(&topic, 4)?;
-        let rate = produce(&topic, o.count, None)?;
+        let rate = produce(&topic, o.count, None, &o.compression)?;
         t.row(
             format!(
-                "backlog: {} users into 4 partitions (ember-ingest load)",
-                o.count
+                "backlog: {} users into 4 partitions (ember-ingest load, {} batches)",
+                o.count, o.compression
             ),
             format!("{rate:.0} msg/s"),
             "",
@@ -789,7 +820,7 @@ async fn main() -> Result<()> {
         failed(&mut t, "spark", r);
     }
     if all || sc == Scenario::Ingest {
-        let r = ingest(&mut t, o.count.min(1_000_000)).await;
+        let r = ingest(&mut t, o.count.min(1_000_000), &o.compression).await;
         failed(&mut t, "ingest", r);
     }
     t.print();
