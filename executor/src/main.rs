@@ -55,8 +55,10 @@ struct Args {
 /// the first of them with mmap, then raises its mmap threshold to their size,
 /// so later ones come from heap arenas (one per thread, up to 8 per core)
 /// whose freed space is kept. At 1M records an executor with 4 partitions
-/// peaked at 189-219 MB; with a fixed 256 KiB threshold and 2 arenas, at
-/// 130 MB, at the same rows/s (BENCHMARKS.md, run 18). `MALLOC_ARENA_MAX`
+/// peaked at 189-219 MB; with a fixed 256 KiB threshold, at 162 MB, and
+/// with 4 arenas as well, at 146 MB, at the same rows/s. 2 arenas gave
+/// 116-130 MB but halved the engine scenario's rate (threads waiting on
+/// arena locks), so 4 it is (BENCHMARKS.md, run 18). `MALLOC_ARENA_MAX`
 /// and `MALLOC_MMAP_THRESHOLD_` in the environment still win.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_heap_growth() {
@@ -67,7 +69,7 @@ fn limit_heap_growth() {
             unsafe { libc::mallopt(param, value) };
         }
     };
-    set("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2);
+    set("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 4);
     set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 256 * 1024);
 }
 

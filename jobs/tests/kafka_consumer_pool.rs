@@ -129,3 +129,50 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
     );
     Ok(())
 }
+
+/// The scheduler's trigger read: every partition's earliest and latest
+/// offsets, of several topics, from one ListOffsets request per end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_cover_every_partition_of_every_topic() -> anyhow::Result<()> {
+    use ember_jobs::kafka::TopicPartition;
+    use ember_jobs::kafka::consumer::{consumer_config, watermarks};
+
+    let (a, b) = (unique("wm_a"), unique("wm_b"));
+    create_topic(&a, 3)?;
+    create_topic(&b, 1)?;
+    let producer = producer()?;
+    for (topic, partition, n) in [(&a, 1, 5), (&a, 2, 12), (&b, 0, 3)] {
+        for i in 0..n {
+            let value = format!("v{i}");
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(topic)
+                        .payload(&value)
+                        .partition(partition),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+        }
+    }
+    let topics = vec![a.clone(), b.clone()];
+    let (low, high) = tokio::task::spawn_blocking(move || {
+        let c = consumer_config(&kafka(), "wm", &BTreeMap::new()).create()?;
+        watermarks(&c, &topics, Duration::from_secs(10)).map_err(anyhow::Error::msg)
+    })
+    .await??;
+    let tp = |topic: &String, partition| TopicPartition {
+        topic: topic.clone(),
+        partition,
+    };
+    let want_high = BTreeMap::from([
+        (tp(&a, 0), 0),
+        (tp(&a, 1), 5),
+        (tp(&a, 2), 12),
+        (tp(&b, 0), 3),
+    ]);
+    let want_low: BTreeMap<_, _> = want_high.keys().map(|k| (k.clone(), 0)).collect();
+    assert_eq!(high, want_high);
+    assert_eq!(low, want_low);
+    Ok(())
+}
