@@ -460,18 +460,19 @@ impl Manager {
             None => return Err(anyhow!("cannot create a Kafka client")),
             Some(SourceClient::Kafka(consumer)) => {
                 // Read during the last batch, which left a backlog behind. A
-                // failed read-ahead is read again here.
+                // failed read fails this attempt, as a read here would: a
+                // broker outage shows as a retry, not as a long trigger.
                 let read = match source.ahead.take() {
-                    Some(h) => h.await.ok().and_then(|r| r.ok()),
+                    Some(h) => h.await.ok(),
                     None => None,
                 };
                 match read {
                     Some(r) => r,
                     None => tokio::task::block_in_place(|| {
                         watermarks(consumer, &spec.source.topics, KAFKA_TIMEOUT)
-                    })
-                    .map_err(|e| anyhow!(e))?,
+                    }),
                 }
+                .map_err(|e| anyhow!(e))?
             }
             Some(SourceClient::Rate(r)) => {
                 let now = chrono::Utc::now().timestamp_millis();
