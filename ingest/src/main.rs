@@ -63,7 +63,8 @@ struct Common {
     topic: String,
     /// The producer's compression.type. None by default, as in Kafka: tansu
     /// stores records uncompressed and compresses every fetch again, so lz4
-    /// halves its consume rate (see kafka.rs). lz4 pays off on real Kafka.
+    /// cuts its consume rate by more than half (see kafka.rs). lz4 pays off
+    /// on real Kafka.
     #[arg(long, value_enum, default_value = "none")]
     compression: Compression,
     /// Seconds librdkafka retries one message before the row is retried later.

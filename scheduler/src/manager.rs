@@ -694,7 +694,7 @@ impl Manager {
             latency_p50_ms: latency.quantile(0.5),
             latency_p99_ms: latency.quantile(0.99),
             latency_max_ms: latency.max(),
-            latest_offset_ms: 0, // the caller's
+            latest_offset_ms: 0, // step() sets it: the wait was before this batch
         };
         Ok((info, latency))
     }

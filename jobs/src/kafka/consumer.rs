@@ -251,8 +251,8 @@ impl Drop for PartitionConsumer {
 /// Partitions of `topics` with their low and high watermarks. Blocking: call
 /// from a blocking thread.
 ///
-/// One metadata request, then one ListOffsets request for the earliest and
-/// one for the latest offsets of every partition, sent together (librdkafka's
+/// One metadata request per topic, then one ListOffsets request for the
+/// earliest and one for the latest offsets of every partition, sent together (librdkafka's
 /// `query_watermark_offsets` would send two per partition, one after the
 /// other). It matters under load: tansu serves storage requests one at a
 /// time, so each request of a trigger waits behind the prefetching
