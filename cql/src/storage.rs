@@ -556,9 +556,9 @@ impl Table {
                         .take(DUMP_CHUNK)
                     {
                         part.dump(&mut chunk);
-                        last = Some(k.clone());
+                        last = Some(k);
                     }
-                    last
+                    last.cloned()
                 };
                 chunk.drain(..).for_each(&mut f);
                 match last {

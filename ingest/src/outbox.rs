@@ -94,6 +94,12 @@ impl Tables {
             produced: format!("{staging}_produced"),
         }
     }
+
+    /// The previous version's queue, one seq per row: moved to ranges at
+    /// start, dropped with the rest.
+    fn seq_queue(&self) -> String {
+        format!("{}_pending", self.staging)
+    }
 }
 
 /// Creates the schema if missing, and moves a staging table of an earlier
@@ -156,8 +162,7 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
         )
         .await?
         .is_some();
-    // The queue of one seq per row, before ranges.
-    let seq_queue = format!("{s}_pending");
+    let seq_queue = t.seq_queue();
     let seq_queue_exists = tx
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&seq_queue])
         .await?
@@ -203,8 +208,12 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
 pub async fn drop_tables(client: &Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {}, {}, {}, {}, {}_pending;",
-            t.staging, t.batches, t.queue, t.produced, t.staging
+            "DROP TABLE IF EXISTS {}, {}, {}, {}, {};",
+            t.staging,
+            t.batches,
+            t.queue,
+            t.produced,
+            t.seq_queue()
         ))
         .await
 }

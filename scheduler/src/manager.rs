@@ -27,7 +27,7 @@ use ember_api::{
 use ember_api::{batch_state, job_state};
 use ember_jobs::cassandra::{SinkConnection, connect, table_columns};
 use ember_jobs::kafka::consumer::{consumer_config, watermarks};
-use ember_jobs::kafka::{OffsetRange, PartitionOffsets, TopicPartition, plan_ranges};
+use ember_jobs::kafka::{OffsetRange, PartitionOffsets, TopicPartition, backlog, plan_ranges};
 use ember_jobs::latency::Latency;
 use ember_jobs::rate::RateConfig;
 use ember_jobs::spec::{SinkFormat, StartingOffsets, Trigger};
@@ -539,12 +539,8 @@ impl Manager {
                 if ranges.is_empty() {
                     return Ok(Step::Idle);
                 }
-                let available: i64 = upto
-                    .iter()
-                    .filter_map(|(tp, &end)| Some((end - *start.get(tp)?).max(0)))
-                    .sum();
-                let taken: i64 = ranges.iter().map(|r| r.until - r.from).sum();
-                backlog_left = taken < available;
+                let taken: u64 = ranges.iter().map(OffsetRange::len).sum();
+                backlog_left = taken < backlog(&start, &upto);
                 let e = OffsetsEntry {
                     batch_id: job.checkpoint.next_batch_id(),
                     ranges,

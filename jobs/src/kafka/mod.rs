@@ -5,5 +5,5 @@ pub mod consumer;
 pub mod ranges;
 pub mod scan;
 
-pub use ranges::{OffsetRange, PartitionOffsets, TopicPartition, plan_ranges};
+pub use ranges::{OffsetRange, PartitionOffsets, TopicPartition, backlog, plan_ranges};
 pub use scan::{KafkaScanConfig, KafkaScanExec, ScanReport, kafka_source_schema};

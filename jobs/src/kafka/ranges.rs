@@ -34,6 +34,23 @@ impl OffsetRange {
     }
 }
 
+/// (partition, start, records) for each partition with records between
+/// `start` and `latest`.
+fn partition_backlogs<'a>(
+    start: &'a PartitionOffsets,
+    latest: &'a PartitionOffsets,
+) -> impl Iterator<Item = (&'a TopicPartition, i64, u64)> {
+    latest.iter().filter_map(|(tp, &end)| {
+        let from = *start.get(tp)?;
+        (end > from).then(|| (tp, from, (end - from) as u64))
+    })
+}
+
+/// Records between `start` and `latest`, over all partitions.
+pub fn backlog(start: &PartitionOffsets, latest: &PartitionOffsets) -> u64 {
+    partition_backlogs(start, latest).map(|b| b.2).sum()
+}
+
 /// The ranges of the next batch: for every partition with data between
 /// `start` and `latest`, at most `max_offsets` records in all.
 ///
@@ -45,13 +62,7 @@ pub fn plan_ranges(
     latest: &PartitionOffsets,
     max_offsets: Option<u64>,
 ) -> Vec<OffsetRange> {
-    let backlog: Vec<(&TopicPartition, i64, u64)> = latest
-        .iter()
-        .filter_map(|(tp, &end)| {
-            let from = *start.get(tp)?;
-            (end > from).then(|| (tp, from, (end - from) as u64))
-        })
-        .collect();
+    let backlog: Vec<(&TopicPartition, i64, u64)> = partition_backlogs(start, latest).collect();
     let total: u64 = backlog.iter().map(|b| b.2).sum();
     let take: Vec<u64> = match max_offsets {
         Some(cap) if total > cap => {
