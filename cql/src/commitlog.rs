@@ -52,9 +52,19 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 pub fn frame_record(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
-    out.extend_from_slice(payload);
+    frame_with(out, |p| p.extend_from_slice(payload));
+}
+
+/// Frames the record `encode` appends to `out`, in place.
+pub fn frame_with(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    encode(out);
+    let payload = &out[start + 8..];
+    let len = (payload.len() as u32).to_be_bytes();
+    let crc = crc32fast::hash(payload).to_be_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + 8].copy_from_slice(&crc);
 }
 
 /// Reads framed records until EOF or the first torn/corrupt record.
@@ -96,17 +106,23 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Writes records to `dir/snapshot.db` atomically (temp file, fsync, rename, fsync dir).
-pub fn write_snapshot(dir: &Path, records: &[u8]) -> io::Result<()> {
+/// Writes the records `fill` streams out to `dir/snapshot.db` atomically
+/// (temp file, fsync, rename, fsync dir); returns the snapshot's size.
+/// `fill` writes in chunks of many records, so the file is not buffered.
+pub fn write_snapshot(
+    dir: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<u64> {
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    {
+    let size = {
         let mut f = File::create(&tmp)?;
-        f.write_all(records)?;
+        fill(&mut f)?;
         f.sync_all()?;
-    }
+        f.metadata()?.len()
+    };
     fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
     File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(size)
 }
 
 struct Pending {

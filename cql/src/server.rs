@@ -185,15 +185,14 @@ fn log_outgrew_snapshot(dir: &std::path::Path, first_live: u64) -> bool {
 
 fn compact(db: &Db, dir: &std::path::Path, first_live: u64) -> std::io::Result<()> {
     let started = std::time::Instant::now();
-    let records = db.snapshot_records();
-    commitlog::write_snapshot(dir, &records)?;
+    let bytes = commitlog::write_snapshot(dir, |out| db.write_snapshot(out))?;
     for (n, path) in commitlog::list_segments(dir)? {
         if n < first_live {
             std::fs::remove_file(path)?;
         }
     }
     tracing::info!(
-        bytes = records.len(),
+        bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "compacted commit log into snapshot"
     );

@@ -231,7 +231,7 @@ fn add_row(t: &Table, values: &[(&str, Option<Bytes>)]) {
             _ => {}
         }
     }
-    t.apply(&RowMutation {
+    t.apply(RowMutation {
         pk,
         ck,
         partition_delete: None,

@@ -3,6 +3,7 @@
 use super::select::column_value;
 use super::*;
 use crate::parser::CollOp;
+use crate::schema::encode_mutation;
 
 impl Engine {
     /// Builds mutations for all statements, applies them and waits for the commit log.
@@ -29,44 +30,43 @@ impl Engine {
         }
         let mut records = Vec::with_capacity(muts.len());
         for (t, mut m, ops) in muts {
+            let s = &t.schema;
+            // Encoded before the mutation moves into the table.
+            let mut record = Vec::with_capacity(512);
             let applied = if ops.is_empty() {
-                t.apply(&m)
+                encode_mutation(&mut record, &s.keyspace, &s.name, &s.id, m.as_row_ref());
+                t.apply(m)
             } else {
-                t.apply_computed(&mut m, |row, static_row, m| {
+                let applied = t.apply_computed(&mut m, |row, static_row, m| {
                     compute_collection_ops(&t, row, static_row, &ops, m, now_s)
-                })?
+                })?;
+                encode_mutation(&mut record, &s.keyspace, &s.name, &s.id, m.as_row_ref());
+                applied
             };
             if !applied {
                 return Err(CqlError::invalid(format!(
                     "table {}.{} was dropped or altered while writing; retry",
-                    t.schema.keyspace, t.schema.name
+                    s.keyspace, s.name
                 )));
             }
-            records.push(LogRecord::Mutation {
-                keyspace: t.schema.keyspace.clone(),
-                table: t.schema.name.clone(),
-                id: t.schema.id,
-                m,
-            });
+            records.push(record);
         }
         self.persist(records).await?;
         Ok(Outcome::Void)
     }
 
-    pub(super) async fn persist(&self, records: Vec<LogRecord>) -> Result<()> {
+    /// Appends encoded records to the commit log (a batch as one record, so
+    /// it is replayed all-or-nothing) and waits until the log has them.
+    pub(super) async fn persist(&self, mut records: Vec<Vec<u8>>) -> Result<()> {
         let log = self.db.log.read().clone();
         let Some(log) = log else {
             return Ok(());
         };
-        // A batch goes into one framed record so it is replayed all-or-nothing.
-        let payload = if records.len() == 1 {
-            records[0].encode()
-        } else {
-            crate::schema::encode_batch(&records)
+        let payload = match records.len() {
+            0 => return Ok(()),
+            1 => records.pop().unwrap_or_default(),
+            _ => crate::schema::encode_batch(&records),
         };
-        if payload.is_empty() {
-            return Ok(());
-        }
         let seq = log.append(&payload);
         log.wait_durable(seq)
             .await
@@ -283,6 +283,14 @@ impl Engine {
         let schema = &t.schema;
         let pkey = PKey::new(serialize_partition_key(&m.pk));
         let ck = t.ckey(m.ck.clone());
+        let mut record = Vec::with_capacity(512);
+        encode_mutation(
+            &mut record,
+            &schema.keyspace,
+            &schema.name,
+            &schema.id,
+            m.as_row_ref(),
+        );
         // Check and apply under the shard lock so concurrent IF NOT EXISTS see each other.
         let existing = {
             let mut shard = t.shard_for(pkey.token).write();
@@ -303,7 +311,7 @@ impl Engine {
                 )));
             }
             if should_apply {
-                t.apply_in(&mut shard, pkey.clone(), &m);
+                t.apply_in(&mut shard, pkey.clone(), m);
                 None
             } else {
                 Some(found)
@@ -317,13 +325,7 @@ impl Engine {
         };
         match existing {
             None => {
-                self.persist(vec![LogRecord::Mutation {
-                    keyspace: schema.keyspace.clone(),
-                    table: schema.name.clone(),
-                    id: schema.id,
-                    m,
-                }])
-                .await?;
+                self.persist(vec![record]).await?;
                 Ok(Outcome::RowsWithMetadata(Rows {
                     specs: vec![applied_spec],
                     rows: vec![vec![Some(Bytes::from_static(&[1]))]],
