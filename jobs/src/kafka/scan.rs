@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -339,11 +339,60 @@ fn ranges_from_batch(b: &RecordBatch) -> Result<Vec<OffsetRange>> {
 }
 
 struct Rec {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    /// Where the key and value are in [`Chunk::bytes`].
+    key: Option<std::ops::Range<usize>>,
+    value: Option<std::ops::Range<usize>>,
     offset: i64,
     ts: Option<i64>,
     ts_type: i32,
+}
+
+/// Records read since the last batch, their keys and values side by side in
+/// one buffer that is kept from batch to batch: a `Vec` per message cost a
+/// malloc and a free per record, and scattered the heap.
+#[derive(Default)]
+struct Chunk {
+    recs: Vec<Rec>,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        offset: i64,
+        ts: Option<i64>,
+        ts_type: i32,
+    ) {
+        let mut put = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let key = key.map(&mut put);
+        let value = value.map(&mut put);
+        self.recs.push(Rec {
+            key,
+            value,
+            offset,
+            ts,
+            ts_type,
+        });
+    }
+
+    fn key(&self, r: &Rec) -> Option<&[u8]> {
+        r.key.clone().map(|k| &self.bytes[k])
+    }
+
+    fn value(&self, r: &Rec) -> Option<&[u8]> {
+        r.value.clone().map(|v| &self.bytes[v])
+    }
+
+    fn clear(&mut self) {
+        self.recs.clear();
+        self.bytes.clear();
+    }
 }
 
 /// Reads one range, sending batches as they fill. Returns records read and
@@ -376,7 +425,7 @@ fn read_range(
     let mut next = range.from;
     let mut rows_in = 0u64;
     let mut dead = Vec::new();
-    let mut chunk: Vec<Rec> = Vec::with_capacity(CHUNK_ROWS);
+    let mut chunk = Chunk::default();
     let mut last_progress = Instant::now();
     let mut past_range = false;
     while next < range.until {
@@ -439,22 +488,9 @@ fn read_range(
             rdkafka::Timestamp::CreateTime(t) => (Some(t), 0),
             rdkafka::Timestamp::LogAppendTime(t) => (Some(t), 1),
         };
-        chunk.push(Rec {
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            offset: off,
-            ts,
-            ts_type,
-        });
-        if chunk.len() >= CHUNK_ROWS {
-            let batch = build_batch(
-                cfg,
-                range,
-                std::mem::take(&mut chunk),
-                schema,
-                projection,
-                &mut dead,
-            )?;
+        chunk.push(msg.key(), msg.payload(), off, ts, ts_type);
+        if chunk.recs.len() >= CHUNK_ROWS {
+            let batch = build_batch(cfg, range, &mut chunk, schema, projection, &mut dead)?;
             if tx.blocking_send(Ok(batch)).is_err() {
                 pooled.position = Some(next);
                 return Ok((rows_in, dead)); // the consumer of the stream went away
@@ -462,17 +498,20 @@ fn read_range(
         }
     }
     pooled.position = (!past_range).then_some(next);
-    if !chunk.is_empty() {
-        let batch = build_batch(cfg, range, chunk, schema, projection, &mut dead)?;
+    if !chunk.recs.is_empty() {
+        let batch = build_batch(cfg, range, &mut chunk, schema, projection, &mut dead)?;
         let _ = tx.blocking_send(Ok(batch));
     }
     Ok((rows_in, dead))
 }
 
+/// The chunk's records as a batch of `schema` (only the projected columns
+/// are built: the key and value columns copy every message again), and its
+/// malformed records as dead letters. Clears the chunk.
 fn build_batch(
     cfg: &KafkaScanConfig,
     range: &OffsetRange,
-    mut recs: Vec<Rec>,
+    chunk: &mut Chunk,
     schema: &SchemaRef,
     projection: Option<&[usize]>,
     dead: &mut Vec<DeadLetter>,
@@ -482,76 +521,85 @@ fn build_batch(
             topic: range.topic.clone(),
             partition: range.partition,
             offset: r.offset,
-            value: r.value.clone(),
+            value: chunk.value(r).map(<[u8]>::to_vec),
             reason,
         })
     };
+    let wanted = |i: usize| projection.is_none_or(|p| p.contains(&i));
+    let mut kept: Vec<&Rec> = chunk.recs.iter().collect();
     let data: Option<ArrayRef> = match &cfg.decoder {
         None => None,
         Some(dec) => {
-            let mut objs = Vec::with_capacity(recs.len());
-            let mut kept = Vec::with_capacity(recs.len());
-            for r in recs {
-                match dec.check(r.value.as_deref()) {
+            let mut objs = Vec::with_capacity(kept.len());
+            let mut checked = Vec::with_capacity(kept.len());
+            for r in kept {
+                match dec.check(chunk.value(r)) {
                     Ok(o) => {
                         objs.push(o);
-                        kept.push(r);
+                        checked.push(r);
                     }
-                    Err(reason) => dead_letter(&r, reason),
+                    Err(reason) => dead_letter(r, reason),
                 }
             }
             let (arr, bad) = dec.decode_each(objs);
             if !bad.is_empty() {
                 let bad_idx: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
                 for (i, reason) in bad {
-                    dead_letter(&kept[i], reason);
+                    dead_letter(checked[i], reason);
                 }
-                kept = kept
+                checked = checked
                     .into_iter()
                     .enumerate()
                     .filter(|(i, _)| !bad_idx.contains(i))
                     .map(|(_, r)| r)
                     .collect();
             }
-            recs = kept;
+            kept = checked;
             Some(match arr {
                 Some(a) => a,
                 None => Arc::new(arrow::array::StructArray::new_empty_fields(0, None).slice(0, 0)),
             })
         }
     };
-    let n = recs.len();
-    let mut key = BinaryBuilder::with_capacity(n, 0);
-    let mut value = BinaryBuilder::with_capacity(n, 0);
-    let mut topic = StringBuilder::with_capacity(n, n * range.topic.len());
-    let mut part = Int32Builder::with_capacity(n);
-    let mut off = Int64Builder::with_capacity(n);
-    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut ts_type = Int32Builder::with_capacity(n);
-    let mut write_ts = Int64Builder::with_capacity(n);
-    for r in &recs {
-        key.append_option(r.key.as_deref());
-        value.append_option(r.value.as_deref());
-        topic.append_value(&range.topic);
-        part.append_value(range.partition);
-        off.append_value(r.offset);
-        ts.append_option(r.ts);
-        ts_type.append_value(r.ts_type);
-        // µs: the record's ms timestamp, then the offset, so the later record
-        // of a key wins in Cassandra's last-write-wins (ties within one ms are
-        // ordered by offset modulo 1000).
-        write_ts.append_value(r.ts.unwrap_or(0) * 1000 + r.offset.rem_euclid(1000));
+    let n = kept.len();
+    let mut cols: Vec<Option<ArrayRef>> = vec![None; schema.fields().len()];
+    if wanted(0) {
+        let mut key = BinaryBuilder::with_capacity(n, 0);
+        kept.iter().for_each(|r| key.append_option(chunk.key(r)));
+        cols[0] = Some(Arc::new(key.finish()));
     }
-    let offsets: ArrayRef = Arc::new(off.finish());
-    let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(key.finish()),
-        Arc::new(value.finish()),
-        Arc::new(topic.finish()),
-        Arc::new(part.finish()),
-        offsets.clone(),
-        Arc::new(ts.finish()),
-        Arc::new(ts_type.finish()),
-    ];
+    if wanted(1) {
+        let bytes = kept
+            .iter()
+            .filter_map(|r| r.value.as_ref())
+            .map(|v| v.len())
+            .sum();
+        let mut value = BinaryBuilder::with_capacity(n, bytes);
+        kept.iter()
+            .for_each(|r| value.append_option(chunk.value(r)));
+        cols[1] = Some(Arc::new(value.finish()));
+    }
+    if wanted(2) {
+        let mut topic = StringBuilder::with_capacity(n, n * range.topic.len());
+        kept.iter().for_each(|_| topic.append_value(&range.topic));
+        cols[2] = Some(Arc::new(topic.finish()));
+    }
+    if wanted(3) {
+        cols[3] = Some(Arc::new(Int32Array::from(vec![range.partition; n])));
+    }
+    let offsets: ArrayRef = Arc::new(Int64Array::from_iter_values(kept.iter().map(|r| r.offset)));
+    cols[4] = Some(offsets.clone());
+    if wanted(5) {
+        let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        kept.iter().for_each(|r| ts.append_option(r.ts));
+        cols[5] = Some(Arc::new(ts.finish()));
+    }
+    if wanted(6) {
+        cols[6] = Some(Arc::new(Int32Array::from_iter_values(
+            kept.iter().map(|r| r.ts_type),
+        )));
+    }
+    let mut next = 7;
     if let Some(d) = data {
         let d = if d.len() == n {
             d
@@ -562,13 +610,127 @@ fn build_batch(
                 "decoded rows do not line up with records".into(),
             ));
         };
-        cols.push(d);
+        cols[next] = Some(d);
+        next += 1;
     }
-    cols.push(Arc::new(write_ts.finish()));
-    cols.push(offsets);
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    // µs: the record's ms timestamp, then the offset, so the later record of
+    // a key wins in Cassandra's last-write-wins (ties within one ms are
+    // ordered by offset modulo 1000).
+    cols[next] = Some(Arc::new(Int64Array::from_iter_values(
+        kept.iter()
+            .map(|r| r.ts.unwrap_or(0) * 1000 + r.offset.rem_euclid(1000)),
+    )));
+    cols[next + 1] = Some(offsets);
+    chunk.clear();
+    let pick = |i: usize| {
+        cols[i]
+            .clone()
+            .ok_or_else(|| DataFusionError::Internal(format!("column {i} was not built")))
+    };
+    // The row count is given: a projection may be empty (`count(*)`).
+    let rows = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
     Ok(match projection {
-        Some(p) => batch.project(p)?,
-        None => batch,
+        Some(p) => RecordBatch::try_new_with_options(
+            Arc::new(schema.project(p)?),
+            p.iter().map(|&i| pick(i)).collect::<Result<_>>()?,
+            &rows,
+        )?,
+        None => RecordBatch::try_new_with_options(
+            schema.clone(),
+            (0..cols.len()).map(pick).collect::<Result<_>>()?,
+            &rows,
+        )?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::KeyType;
+    use crate::schema::parse_ddl_schema;
+
+    const ID: &str = "2b4c8f3e-6a1d-4a8e-9f0b-1c2d3e4f5a6b";
+
+    fn config() -> KafkaScanConfig {
+        KafkaScanConfig {
+            job: "t".into(),
+            bootstrap_servers: "127.0.0.1:9".into(),
+            consumer_options: Default::default(),
+            decoder: Some(ValueDecoder::new(
+                parse_ddl_schema("id STRING, age INT").unwrap(),
+                Some(("id".into(), KeyType::Uuid)),
+            )),
+            fetch_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Three records, the middle one malformed, at offsets 10..13.
+    fn chunk() -> Chunk {
+        let good = |age: i32| format!(r#"{{"id":"{ID}","age":{age}}}"#);
+        let mut c = Chunk::default();
+        c.push(Some(b"k0"), Some(good(30).as_bytes()), 10, Some(1_000), 0);
+        c.push(None, Some(b"{not json"), 11, Some(2_000), 0);
+        c.push(Some(b"k2"), Some(good(31).as_bytes()), 12, Some(3_000), 0);
+        c
+    }
+
+    fn range() -> OffsetRange {
+        OffsetRange {
+            topic: "users".into(),
+            partition: 3,
+            from: 10,
+            until: 13,
+        }
+    }
+
+    #[test]
+    fn batches_carry_the_projected_columns_and_dead_letters_the_original_bytes() {
+        let cfg = config();
+        let schema = kafka_source_schema(cfg.decoder.as_ref());
+        let mut dead = Vec::new();
+
+        // All columns: the malformed record is dropped from every one of them.
+        let mut c = chunk();
+        let b = build_batch(&cfg, &range(), &mut c, &schema, None, &mut dead).unwrap();
+        assert_eq!(b.schema(), schema);
+        assert_eq!(b.num_rows(), 2);
+        let keys = b.column(0).as_binary::<i32>();
+        assert_eq!((keys.value(0), keys.value(1)), (&b"k0"[..], &b"k2"[..]));
+        let values = b.column(1).as_binary::<i32>();
+        assert!(values.value(1).starts_with(br#"{"id""#));
+        assert_eq!(b.column(2).as_string::<i32>().value(1), "users");
+        assert_eq!(b.column(3).as_primitive::<Int32Type>().values(), &[3, 3]);
+        assert_eq!(b.column(4).as_primitive::<Int64Type>().values(), &[10, 12]);
+        let data = b.column(7).as_struct();
+        assert_eq!(
+            data.column(1).as_primitive::<Int32Type>().values(),
+            &[30, 31]
+        );
+        assert_eq!(
+            b.column(8).as_primitive::<Int64Type>().values(),
+            &[1_000_010, 3_000_012]
+        );
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].offset, 11);
+        assert_eq!(dead[0].value.as_deref(), Some(&b"{not json"[..]));
+        assert!(dead[0].reason.contains("not JSON"), "{}", dead[0].reason);
+        assert!(
+            c.recs.is_empty() && c.bytes.is_empty(),
+            "the chunk is cleared"
+        );
+
+        // A projection, out of schema order, without key or value.
+        let mut c = chunk();
+        let b = build_batch(&cfg, &range(), &mut c, &schema, Some(&[9, 7]), &mut dead).unwrap();
+        assert_eq!(b.num_columns(), 2);
+        assert_eq!(b.schema().field(0).name(), OFFSET_COLUMN);
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().values(), &[10, 12]);
+        assert_eq!(b.schema().field(1).name(), DATA_COLUMN);
+
+        // No columns at all (`count(*)`): the rows are still counted.
+        let mut c = chunk();
+        let b = build_batch(&cfg, &range(), &mut c, &schema, Some(&[]), &mut dead).unwrap();
+        assert_eq!((b.num_columns(), b.num_rows()), (0, 2));
+        assert_eq!(dead.len(), 3);
+    }
 }
