@@ -488,7 +488,7 @@ impl Db {
 
     /// Applies a record to the in-memory state. Used both live (after validation) and during
     /// replay, so it tolerates records that no longer apply.
-    pub fn apply_record(&self, rec: &LogRecord) {
+    pub fn apply_record(&self, rec: LogRecord) {
         match rec {
             LogRecord::Batch(records) => {
                 for r in records {
@@ -501,16 +501,16 @@ impl Db {
                 id,
                 m,
             } => {
-                if let Ok(t) = self.table(keyspace, table)
-                    && t.schema.id == *id
+                if let Ok(t) = self.table(&keyspace, &table)
+                    && t.schema.id == id
                 {
-                    t.apply(m.clone());
+                    t.apply(m);
                 }
             }
             LogRecord::PutKeyspace {
-                name,
-                replication,
-                durable_writes,
+                ref name,
+                ref replication,
+                ref durable_writes,
             } => {
                 let mut kss = self.keyspaces.write();
                 let k = kss.entry(name.clone()).or_insert_with(|| KeyspaceDef {
@@ -524,7 +524,7 @@ impl Db {
                 drop(kss);
                 self.bump_version();
             }
-            LogRecord::DropKeyspace { name } => {
+            LogRecord::DropKeyspace { ref name } => {
                 if let Some(k) = self.keyspaces.write().remove(name) {
                     for t in k.tables.values() {
                         t.dropped.store(true, AtomicOrdering::Release);
@@ -536,12 +536,12 @@ impl Db {
                 self.bump_version();
             }
             LogRecord::CreateTable {
-                keyspace,
-                name,
-                id,
-                columns,
-                ck_desc,
-                options,
+                ref keyspace,
+                ref name,
+                ref id,
+                ref columns,
+                ref ck_desc,
+                ref options,
             } => {
                 let mut kss = self.keyspaces.write();
                 if let Some(k) = kss.get_mut(keyspace) {
@@ -568,12 +568,12 @@ impl Db {
                 self.bump_version();
             }
             LogRecord::AlterTable {
-                keyspace,
-                name,
-                id,
-                columns,
-                ck_desc,
-                options,
+                ref keyspace,
+                ref name,
+                ref id,
+                ref columns,
+                ref ck_desc,
+                ref options,
             } => {
                 let mut kss = self.keyspaces.write();
                 if let Some(k) = kss.get_mut(keyspace)
@@ -593,7 +593,10 @@ impl Db {
                 drop(kss);
                 self.bump_version();
             }
-            LogRecord::DropTable { keyspace, name } => {
+            LogRecord::DropTable {
+                ref keyspace,
+                ref name,
+            } => {
                 if let Some(k) = self.keyspaces.write().get_mut(keyspace)
                     && let Some(t) = k.tables.remove(name)
                 {
@@ -602,7 +605,10 @@ impl Db {
                 }
                 self.bump_version();
             }
-            LogRecord::Truncate { keyspace, name } => {
+            LogRecord::Truncate {
+                ref keyspace,
+                ref name,
+            } => {
                 if let Ok(t) = self.table(keyspace, name) {
                     t.truncate();
                 }
@@ -675,7 +681,7 @@ impl Db {
         let mut bad = 0usize;
         let mut apply = |payload: &[u8]| match LogRecord::decode(payload) {
             Some(rec) => {
-                self.apply_record(&rec);
+                self.apply_record(rec);
                 applied += 1;
             }
             None => bad += 1,
@@ -833,13 +839,13 @@ mod tests {
     #[test]
     fn snapshot_streams_records_that_rebuild_every_kind_of_row() {
         let db = Db::new(None);
-        db.apply_record(&LogRecord::PutKeyspace {
+        db.apply_record(LogRecord::PutKeyspace {
             name: "ks".into(),
             replication: vec![("class".into(), "SimpleStrategy".into())],
             durable_writes: true,
         });
         let id = uuid::Uuid::new_v4();
-        db.apply_record(&LogRecord::CreateTable {
+        db.apply_record(LogRecord::CreateTable {
             keyspace: "ks".into(),
             name: "t".into(),
             id,
@@ -895,7 +901,7 @@ mod tests {
             },
         ];
         for mutation in muts {
-            db.apply_record(&LogRecord::Mutation {
+            db.apply_record(LogRecord::Mutation {
                 keyspace: "ks".into(),
                 table: "t".into(),
                 id,
@@ -934,7 +940,7 @@ mod tests {
 
         let again = Db::new(None);
         for payload in &records {
-            again.apply_record(&LogRecord::decode(payload).unwrap());
+            again.apply_record(LogRecord::decode(payload).unwrap());
         }
         let mut second = Vec::new();
         again.write_snapshot(&mut second).unwrap();

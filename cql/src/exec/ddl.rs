@@ -270,16 +270,17 @@ impl Engine {
         }
     }
 
-    /// Applies a schema record under the schema lock (so log order matches apply order) if
-    /// `check` still holds, then waits for the log.
+    /// Logs and applies a schema record under the schema lock (so log order matches apply
+    /// order) if `check` still holds, then waits for the log.
     pub(super) async fn ddl(&self, rec: LogRecord, check: impl Fn(&Db) -> bool) -> Result<bool> {
         let seq = {
             let _guard = DDL_LOCK.lock();
             if !check(&self.db) {
                 return Ok(false);
             }
-            self.db.apply_record(&rec);
-            self.db.log_append(&rec)
+            let seq = self.db.log_append(&rec);
+            self.db.apply_record(rec);
+            seq
         };
         if let Some((log, seq)) = seq {
             log.wait_durable(seq)
