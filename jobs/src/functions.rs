@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, new_null_array};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, StructArray, new_null_array};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
@@ -16,7 +17,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
-use crate::decode::ValueDecoder;
+use crate::decode::{Malformed, ValueDecoder};
 use crate::schema::parse_ddl_schema;
 
 /// Every Ember function, for registration on each side of a cluster.
@@ -106,37 +107,16 @@ impl ScalarUDFImpl for FromJson {
         let rows = args.number_rows;
         let input = string_arg(&args.args[0], rows)?;
         let input = input.as_string::<i32>();
-        let dec = ValueDecoder::new(fields.clone(), None);
-        // Spark (PERMISSIVE): a malformed record gives a struct of nulls; only
-        // a null or empty input gives a null struct.
-        let mut objs = Vec::with_capacity(rows);
-        let mut at = Vec::with_capacity(rows);
-        for i in 0..rows {
-            if input.is_null(i) || input.value(i).is_empty() {
-                continue;
-            }
-            objs.push(
-                dec.check(Some(input.value(i).as_bytes()))
-                    .unwrap_or_default(),
-            );
-            at.push(i);
-        }
-        let (decoded, bad) = dec.decode_each(objs);
-        let bad: std::collections::HashSet<usize> = bad.into_iter().map(|b| b.0).collect();
-        let good_rows: Vec<usize> = at
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| !bad.contains(k))
-            .map(|(_, i)| *i)
-            .collect();
-        let mut indices: Vec<Option<u32>> = vec![None; rows];
-        for (k, &row) in good_rows.iter().enumerate() {
-            indices[row] = Some(k as u32);
-        }
-        let out = match decoded {
-            None => new_null_array(&DataType::Struct(fields), rows),
-            Some(d) => arrow::compute::take(&d, &arrow::array::UInt32Array::from(indices), None)?,
-        };
+        let dec = ValueDecoder::new(fields, None);
+        // Spark (PERMISSIVE): a malformed record gives a struct of null
+        // fields; only a null or empty input gives a null struct.
+        let values = (0..rows).map(|i| (!input.is_null(i)).then(|| input.value(i).as_bytes()));
+        let (decoded, _malformed) = dec.decode_values(values, Malformed::NullFields);
+        let present = NullBuffer::from_iter(
+            (0..rows).map(|i| !input.is_null(i) && !input.value(i).is_empty()),
+        );
+        let (fields, columns, _) = decoded.into_parts();
+        let out: ArrayRef = Arc::new(StructArray::try_new(fields, columns, Some(present))?);
         Ok(ColumnarValue::Array(out))
     }
 }

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::consumer::PartitionConsumer;
 use super::ranges::OffsetRange;
-use crate::decode::ValueDecoder;
+use crate::decode::{Malformed, ValueDecoder};
 
 /// Hidden column carried from the scan to the sink: the Cassandra write
 /// timestamp (µs) derived from the record, so the latest record of a key wins
@@ -530,35 +530,22 @@ fn build_batch(
     let data: Option<ArrayRef> = match &cfg.decoder {
         None => None,
         Some(dec) => {
-            let mut objs = Vec::with_capacity(kept.len());
-            let mut checked = Vec::with_capacity(kept.len());
-            for r in kept {
-                match dec.check(chunk.value(r)) {
-                    Ok(o) => {
-                        objs.push(o);
-                        checked.push(r);
-                    }
-                    Err(reason) => dead_letter(r, reason),
-                }
-            }
-            let (arr, bad) = dec.decode_each(objs);
+            let values = kept.iter().map(|r| chunk.value(r));
+            let (arr, bad) = dec.decode_values(values, Malformed::Report);
             if !bad.is_empty() {
-                let bad_idx: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
+                let mut is_bad = vec![false; kept.len()];
                 for (i, reason) in bad {
-                    dead_letter(checked[i], reason);
+                    is_bad[i] = true;
+                    dead_letter(kept[i], reason);
                 }
-                checked = checked
+                kept = kept
                     .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| !bad_idx.contains(i))
-                    .map(|(_, r)| r)
+                    .zip(is_bad)
+                    .filter(|(_, bad)| !bad)
+                    .map(|(r, _)| r)
                     .collect();
             }
-            kept = checked;
-            Some(match arr {
-                Some(a) => a,
-                None => Arc::new(arrow::array::StructArray::new_empty_fields(0, None).slice(0, 0)),
-            })
+            Some(Arc::new(arr))
         }
     };
     let n = kept.len();
