@@ -719,5 +719,14 @@ mod tests {
         let b = build_batch(&cfg, &range(), &mut c, &schema, Some(&[]), &mut dead).unwrap();
         assert_eq!((b.num_columns(), b.num_rows()), (0, 2));
         assert_eq!(dead.len(), 3);
+
+        // Every record malformed: an empty batch of the same schema.
+        let mut c = Chunk::default();
+        c.push(None, Some(b"[1]"), 20, None, -1);
+        c.push(None, None, 21, None, -1);
+        let b = build_batch(&cfg, &range(), &mut c, &schema, None, &mut dead).unwrap();
+        assert_eq!((b.schema(), b.num_rows()), (schema, 0));
+        assert_eq!(dead.len(), 5);
+        assert!(dead[4].reason.contains("null"), "{}", dead[4].reason);
     }
 }
