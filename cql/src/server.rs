@@ -1,6 +1,7 @@
 //! TCP server: one reader and one writer task per connection; each request runs in its own
 //! task so many streams are served concurrently (writes wait for group commit in parallel).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -428,7 +429,7 @@ async fn serve_connection(
             }
             (opcode::QUERY | opcode::PREPARE | opcode::EXECUTE | opcode::BATCH, Phase::Ready) => {
                 let c2 = conn.clone();
-                tokio::spawn(async move {
+                let mut request = Box::pin(async move {
                     let body = f.body.clone();
                     let has_custom_payload = f.flags & frame::FLAG_CUSTOM_PAYLOAD != 0;
                     match handle_request(&c2, f.opcode, body, has_custom_payload).await {
@@ -436,6 +437,15 @@ async fn serve_connection(
                         Err(e) => c2.send_error(stream, &e),
                     }
                 });
+                // Most requests (a prepared write under periodic sync, a read)
+                // finish without waiting: run them here, not as a task each,
+                // which cost a spawn and a wake-up of another worker thread per
+                // request. One that waits (an fsync under batch sync, a schema
+                // change) goes on as a task, so the connection keeps reading.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if request.as_mut().poll(&mut cx).is_pending() {
+                    tokio::spawn(request);
+                }
             }
             (op, _) => {
                 let expecting = match phase {

@@ -217,6 +217,61 @@ async fn pipelined_streams_and_unprepared() {
     server.shutdown().await;
 }
 
+/// Requests that finish at once are answered on the connection's own task;
+/// one that waits for its fsync must not hold up those behind it.
+#[tokio::test]
+async fn a_write_waiting_for_its_fsync_does_not_block_the_connection() {
+    let dir = common::temp_dir("fsync-wait");
+    let mut cfg = common::config(Some(dir.clone()));
+    // Group commit: at most one fsync per window, so a second write waits
+    // for the window to end.
+    cfg.commitlog_sync_period = std::time::Duration::from_millis(1500);
+    let server = ember_cql::Server::start(cfg).await.unwrap();
+    let mut s = ready(server.local_addr()).await;
+    for (stream, q) in [
+        (
+            1,
+            "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        ),
+        (2, "CREATE TABLE ks.t (k int PRIMARY KEY, v int)"),
+        (3, "INSERT INTO ks.t (k, v) VALUES (1, 1)"),
+    ] {
+        s.write_all(&frame(4, stream, 0x07, &query_body(q)))
+            .await
+            .unwrap();
+        assert_eq!(read(&mut s).await.stream, stream);
+    }
+    let started = std::time::Instant::now();
+    let mut two = frame(
+        4,
+        10,
+        0x07,
+        &query_body("INSERT INTO ks.t (k, v) VALUES (2, 2)"),
+    );
+    two.extend(frame(
+        4,
+        11,
+        0x07,
+        &query_body("SELECT key FROM system.local WHERE key = 'local'"),
+    ));
+    s.write_all(&two).await.unwrap();
+    let first = read(&mut s).await;
+    assert_eq!(
+        (first.stream, first.opcode),
+        (11, 0x08),
+        "the read behind the waiting write is answered first"
+    );
+    let second = read(&mut s).await;
+    assert_eq!((second.stream, second.opcode), (10, 0x08));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "the second write waited for the group window ({:?})",
+        started.elapsed()
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn password_authenticator() {
     let mut cfg = common::config(None);
