@@ -632,7 +632,7 @@ async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) ->
         ),
         verdict(
             ratio >= 5.0,
-            format!("Ember (2 executors) {ember_rate:.0} rows/s = {ratio:.1}x PySpark (target ≥ 5x)"),
+            format!("Ember (2 executors) {ember_rate:.0} rows/s = {ratio:.2}x PySpark (target ≥ 5x)"),
         ),
     );
     Ok(())
@@ -687,7 +687,7 @@ async fn ingest(t: &mut Table, count: u64, compression: &str) -> Result<()> {
         format!("{staged:.0} msg/s"),
         verdict(
             staged >= 0.9 * raw,
-            format!("{:.0}% of raw produce (target ≥ 90%)", 100.0 * staged / raw),
+            format!("{:.1}% of raw produce (target ≥ 90%)", 100.0 * staged / raw),
         ),
     );
     Ok(())
@@ -774,7 +774,7 @@ async fn main() -> Result<()> {
                 Some(c) => verdict(
                     r.rows_per_sec >= 0.9 * c,
                     format!(
-                        "{:.0}% of the ceiling (target ≥ 90%)",
+                        "{:.1}% of the ceiling (target ≥ 90%)",
                         100.0 * r.rows_per_sec / c
                     ),
                 ),
