@@ -1,5 +1,6 @@
-//! TCP server: one reader and one writer task per connection; each request runs in its own
-//! task so many streams are served concurrently (writes wait for group commit in parallel).
+//! TCP server: one reader and one writer task per connection. A request that finishes at once
+//! is answered on the reader task; one that waits (a write under group commit) goes on in a
+//! task of its own, so many streams are served concurrently.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -440,8 +441,8 @@ async fn serve_connection(
                 // Most requests (a prepared write under periodic sync, a read)
                 // finish without waiting: run them here, not as a task each,
                 // which cost a spawn and a wake-up of another worker thread per
-                // request. One that waits (an fsync under batch sync, a schema
-                // change) goes on as a task, so the connection keeps reading.
+                // request. One that waits (an fsync under group or batch sync, a
+                // schema change) goes on as a task, so the connection keeps reading.
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 if request.as_mut().poll(&mut cx).is_pending() {
                     tokio::spawn(request);

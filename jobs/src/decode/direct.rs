@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{KeyType, KeyVal, Malformed, check_key, is_json_blank};
+use super::{KeyType, KeyVal, Malformed, check_key};
 
 /// Whether `fields` can be decoded directly (and the key, if any, is one of
 /// them).
@@ -72,9 +72,15 @@ pub(super) fn decode<'a>(
         }
     }
     let arrays = columns.into_iter().map(Column::finish).collect();
-    let array = StructArray::try_new(fields.clone(), arrays, None)
-        .unwrap_or_else(|_| StructArray::new_empty_fields(0, None));
-    (array, bad)
+    // One column per field, of its type, with a value or a null per record
+    // kept, and the fields nullable (as the DDL parser makes them).
+    (StructArray::new(fields.clone(), arrays, None), bad)
+}
+
+/// Whitespace only, to JSON (which has no value there).
+fn is_json_blank(text: &str) -> bool {
+    text.bytes()
+        .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
 }
 
 /// Parses one value into `slots` (one per field), or says why it is

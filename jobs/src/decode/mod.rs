@@ -1,8 +1,8 @@
 //! Decoding Kafka values by a declared JSON schema, with Spark's `from_json`
 //! semantics (missing field → null, numbers/booleans/objects in a STRING field
-//! → their JSON text, extra fields ignored), except that a malformed record is
-//! not turned into a row of nulls: it is reported with its reason, for the
-//! dead-letter table.
+//! → their JSON text, extra fields ignored). A malformed record is reported
+//! with its reason: the Kafka source leaves it out for the dead-letter table,
+//! `from_json` gives it a row of null fields as Spark does.
 
 use std::sync::Arc;
 
@@ -123,7 +123,7 @@ impl ValueDecoder {
 
     /// Checks one value and returns it as an object normalised for Arrow
     /// decoding, or the reason it is malformed.
-    pub fn check(&self, value: Option<&[u8]>) -> Result<Map<String, Value>, String> {
+    fn check(&self, value: Option<&[u8]>) -> Result<Map<String, Value>, String> {
         let bytes = match value {
             None => return Err("value is null".into()),
             Some([]) => return Err("value is empty".into()),
@@ -159,7 +159,7 @@ impl ValueDecoder {
 
     /// Decodes checked objects into one struct column. On a type error the
     /// caller falls back to one record at a time to find the culprit.
-    pub fn decode(&self, objs: &[Map<String, Value>]) -> Result<StructArray, String> {
+    fn decode(&self, objs: &[Map<String, Value>]) -> Result<StructArray, String> {
         let schema = Arc::new(Schema::new(self.fields.clone()));
         let mut decoder = ReaderBuilder::new(schema)
             .with_coerce_primitive(true)
@@ -174,7 +174,7 @@ impl ValueDecoder {
             .map_err(|e| clean_arrow_error(&e.to_string()))?;
         Ok(match batch {
             Some(b) => StructArray::from(b),
-            None => StructArray::from(new_empty_array(&self.data_type()).to_data()),
+            None => self.empty(),
         })
     }
 
@@ -201,10 +201,12 @@ impl ValueDecoder {
                 }
             }
         }
-        let array = self
-            .decode(&good)
-            .unwrap_or_else(|_| StructArray::from(new_empty_array(&self.data_type()).to_data()));
+        let array = self.decode(&good).unwrap_or_else(|_| self.empty());
         (array, bad)
+    }
+
+    fn empty(&self) -> StructArray {
+        StructArray::from(new_empty_array(&self.data_type()).to_data())
     }
 }
 
@@ -245,12 +247,6 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Whitespace only, to JSON (which has no value there).
-fn is_json_blank(text: &str) -> bool {
-    text.bytes()
-        .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
 }
 
 /// A key field's value, as far as the key check looks at it.
