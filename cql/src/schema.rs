@@ -536,29 +536,21 @@ impl Db {
                 self.bump_version();
             }
             LogRecord::CreateTable {
-                ref keyspace,
-                ref name,
-                ref id,
-                ref columns,
-                ref ck_desc,
-                ref options,
+                keyspace,
+                name,
+                id,
+                columns,
+                ck_desc,
+                options,
             } => {
+                let schema = TableSchema::new(keyspace, name, id, columns, ck_desc, options);
                 let mut kss = self.keyspaces.write();
-                if let Some(k) = kss.get_mut(keyspace) {
-                    let schema = TableSchema::new(
-                        keyspace.clone(),
-                        name.clone(),
-                        *id,
-                        columns.clone(),
-                        ck_desc.clone(),
-                        options.clone(),
-                    );
-                    match k.tables.get(name) {
-                        Some(t) if t.schema.id == *id => {}
+                if let Some(k) = kss.get_mut(&schema.keyspace) {
+                    match k.tables.get(&schema.name) {
+                        Some(t) if t.schema.id == schema.id => {}
                         _ => {
-                            if let Some(old) =
-                                k.tables.insert(name.clone(), Arc::new(Table::new(schema)))
-                            {
+                            let name = schema.name.clone();
+                            if let Some(old) = k.tables.insert(name, Arc::new(Table::new(schema))) {
                                 old.dropped.store(true, AtomicOrdering::Release);
                             }
                         }
@@ -568,27 +560,26 @@ impl Db {
                 self.bump_version();
             }
             LogRecord::AlterTable {
-                ref keyspace,
-                ref name,
-                ref id,
-                ref columns,
-                ref ck_desc,
-                ref options,
+                keyspace,
+                name,
+                id,
+                columns,
+                ck_desc,
+                options,
             } => {
+                let schema = TableSchema::new(keyspace, name, id, columns, ck_desc, options);
                 let mut kss = self.keyspaces.write();
-                if let Some(k) = kss.get_mut(keyspace)
-                    && let Some(old) = k.tables.get(name).filter(|t| t.schema.id == *id).cloned()
+                if let Some(k) = kss.get_mut(&schema.keyspace)
+                    && let Some(old) = k
+                        .tables
+                        .get(&schema.name)
+                        .filter(|t| t.schema.id == schema.id)
+                        .cloned()
                 {
-                    let new = Arc::new(Table::new(TableSchema::new(
-                        keyspace.clone(),
-                        name.clone(),
-                        *id,
-                        columns.clone(),
-                        ck_desc.clone(),
-                        options.clone(),
-                    )));
+                    let name = schema.name.clone();
+                    let new = Arc::new(Table::new(schema));
                     old.replace_into(&new);
-                    k.tables.insert(name.clone(), new);
+                    k.tables.insert(name, new);
                 }
                 drop(kss);
                 self.bump_version();
