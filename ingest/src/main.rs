@@ -19,6 +19,9 @@ use ember_ingest::service;
 use tracing::info;
 use uuid::Uuid;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ember-ingest",
