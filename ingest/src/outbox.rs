@@ -54,8 +54,13 @@ pub struct Tables {
     /// The relay's queue: ranges `[lo, hi]` of consecutive `seq`s not yet
     /// produced, at most [`RANGE_ROWS`] each.
     pub queue: String,
-    /// Where each produced row went (topic, partition, offset).
+    /// Where each produced row went (seq, topic, kafka_partition,
+    /// kafka_offset, produced_at): a view over `produced_runs`.
     pub produced: String,
+    /// What the view reads: one row per run of consecutive seqs marked
+    /// together (at most [`RANGE_ROWS`]), their partitions and offsets in
+    /// arrays.
+    pub produced_runs: String,
 }
 
 /// The most rows one queue range holds. The relay claims whole ranges, so
@@ -76,6 +81,22 @@ fn queue_ranges(queue: &str, seqs: &str) -> String {
     )
 }
 
+/// SQL that records the rows of `rows` (a query with columns seq, topic,
+/// kafka_partition, kafka_offset, produced_at) in `runs`: one row per run of
+/// consecutive seqs with the same topic and time, at most [`RANGE_ROWS`].
+fn produced_runs_from(runs: &str, rows: &str) -> String {
+    format!(
+        "INSERT INTO {runs} (lo, hi, topic, partitions, offsets, produced_at)
+         SELECT min(seq), max(seq), topic, array_agg(kafka_partition ORDER BY seq),
+                array_agg(kafka_offset ORDER BY seq), produced_at
+         FROM (
+             SELECT r.*, seq - n AS run, (n - 1) / {RANGE_ROWS} AS chunk
+             FROM (SELECT d.*, row_number() OVER (PARTITION BY topic, produced_at ORDER BY seq) AS n
+                   FROM ({rows}) AS d) AS r
+         ) AS c GROUP BY topic, produced_at, run, chunk"
+    )
+}
+
 /// Puts `seqs` (staged rows whose delivery failed) back on the queue.
 pub async fn requeue(c: &Client, t: &Tables, seqs: &[i64]) -> Result<u64, tokio_postgres::Error> {
     c.execute(
@@ -92,6 +113,7 @@ impl Tables {
             batches: format!("{staging}_batches"),
             queue: format!("{staging}_queue"),
             produced: format!("{staging}_produced"),
+            produced_runs: format!("{staging}_produced_runs"),
         }
     }
 
@@ -169,14 +191,48 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
         .get::<_, bool>(0);
     // No foreign keys to the record's row: each would cost a lookup per
     // write, and only ember-ingest writes these tables.
+    //
+    // Where each row went is kept per run of seqs marked together, with the
+    // partitions and offsets in arrays, and shown per seq by the view `{p}`.
+    // One row per record (the previous version) cost Postgres a heap tuple,
+    // an index entry and their WAL per record: runs took ~10% off its CPU in
+    // the ingest benchmark (BENCHMARKS.md, run 26). The view expands every
+    // run; to find one seq fast, read the run with the greatest `lo` ≤ seq.
+    let r = &t.produced_runs;
+    let per_seq_table = tx
+        .query_one(
+            "SELECT coalesce((SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass($1)), false)",
+            &[&p.as_str()],
+        )
+        .await?
+        .get::<_, bool>(0);
     tx.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS {q} (lo bigint PRIMARY KEY, hi bigint NOT NULL);
-        CREATE TABLE IF NOT EXISTS {p} (
-            seq bigint PRIMARY KEY,
+        CREATE TABLE IF NOT EXISTS {r} (
+            lo bigint PRIMARY KEY,
+            hi bigint NOT NULL,
             topic text NOT NULL,
-            kafka_partition integer NOT NULL,
-            kafka_offset bigint NOT NULL,
+            partitions integer[] NOT NULL,
+            offsets bigint[] NOT NULL,
             produced_at timestamptz NOT NULL DEFAULT now());"
+    ))
+    .await?;
+    if per_seq_table {
+        tx.batch_execute(&format!(
+            "{};
+            DROP TABLE {p};",
+            produced_runs_from(
+                r,
+                &format!("SELECT seq, topic, kafka_partition, kafka_offset, produced_at FROM {p}")
+            )
+        ))
+        .await?;
+    }
+    tx.batch_execute(&format!(
+        "CREATE OR REPLACE VIEW {p} AS
+            SELECT r.lo + i - 1 AS seq, r.topic, r.partitions[i] AS kafka_partition,
+                   r.offsets[i] AS kafka_offset, r.produced_at
+            FROM {r} r, generate_subscripts(r.offsets, 1) AS i;"
     ))
     .await?;
     if seq_queue_exists {
@@ -190,13 +246,18 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
     if legacy {
         tx.batch_execute(&format!(
             "{};
-            INSERT INTO {p} (seq, topic, kafka_partition, kafka_offset, produced_at)
-                SELECT seq, topic, kafka_partition, kafka_offset, produced_at
-                FROM {s} WHERE produced_at IS NOT NULL;
+            {};
             DROP INDEX IF EXISTS {s}_unproduced;
             ALTER TABLE {s} DROP COLUMN produced_at, DROP COLUMN topic,
                 DROP COLUMN kafka_partition, DROP COLUMN kafka_offset;",
-            queue_ranges(q, &format!("SELECT seq FROM {s} WHERE produced_at IS NULL"))
+            queue_ranges(q, &format!("SELECT seq FROM {s} WHERE produced_at IS NULL")),
+            produced_runs_from(
+                r,
+                &format!(
+                    "SELECT seq, topic, kafka_partition, kafka_offset, produced_at
+                     FROM {s} WHERE produced_at IS NOT NULL"
+                )
+            )
         ))
         .await?;
     }
@@ -204,18 +265,30 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
 }
 
 /// Drops the staging table and the tables beside it (and an earlier
-/// version's queue, if it is still there).
+/// version's queue and per-seq produced table, if they are still there).
 pub async fn drop_tables(client: &Client, t: &Tables) -> Result<(), tokio_postgres::Error> {
+    // `produced` is a view over `produced_runs` (dropped with it), or still
+    // the previous version's table.
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {}, {}, {}, {}, {};",
+            "DROP TABLE IF EXISTS {}, {}, {}, {}, {} CASCADE;",
             t.staging,
             t.batches,
             t.queue,
-            t.produced,
+            t.produced_runs,
             t.seq_queue()
         ))
-        .await
+        .await?;
+    let table_left = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.produced])
+        .await?
+        .get::<_, bool>(0);
+    if table_left {
+        client
+            .batch_execute(&format!("DROP TABLE {}", t.produced))
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn create_batch(

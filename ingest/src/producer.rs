@@ -106,6 +106,21 @@ async fn deliveries(
     .collect()
 }
 
+/// The runs of consecutive values in `seqs` (ascending), at most `max`
+/// long, as 1-based inclusive index bounds into `seqs`.
+fn runs_of(seqs: &[i64], max: usize) -> Vec<(i32, i32)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=seqs.len() {
+        let breaks = i == seqs.len() || seqs[i] != seqs[i - 1] + 1 || i - start == max;
+        if breaks {
+            runs.push((start as i32 + 1, i as i32));
+            start = i;
+        }
+    }
+    runs
+}
+
 /// Sends `rows` and waits for every delivery report.
 async fn send_all(
     producer: &FutureProducer,
@@ -183,14 +198,19 @@ impl Relay {
             }
         }
         if !seqs.is_empty() {
+            // One row per run of consecutive seqs, sliced out of the arrays
+            // of all delivered rows (1-based, inclusive bounds).
+            let runs = runs_of(&seqs, outbox::RANGE_ROWS as usize);
+            let (starts, ends): (Vec<i32>, Vec<i32>) = runs.iter().copied().unzip();
             c.execute(
                 &format!(
-                    "INSERT INTO {} (seq, topic, kafka_partition, kafka_offset)
-                     SELECT u.seq, $1, u.p, u.o
-                     FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS u(seq, p, o)",
-                    t.produced
+                    "INSERT INTO {} (lo, hi, topic, partitions, offsets)
+                     SELECT ($2::bigint[])[r.a], ($2::bigint[])[r.b], $1,
+                            ($3::int[])[r.a:r.b], ($4::bigint[])[r.a:r.b]
+                     FROM unnest($5::int[], $6::int[]) AS r(a, b)",
+                    t.produced_runs
                 ),
-                &[&self.topic, &seqs, &parts, &offs],
+                &[&self.topic, &seqs, &parts, &offs, &starts, &ends],
             )
             .await?;
             let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_batch.into_iter().unzip();
@@ -343,11 +363,13 @@ impl Relay {
                 .query(
                     &format!(
                         "SELECT s.seq, s.record_id, s.record::text, s.batch_id
-                         FROM {} s JOIN {} p USING (seq)
+                         FROM {} s
                          WHERE s.fetched_at >= $1 AND s.fetched_at < $2
                          AND ($3::uuid IS NULL OR s.batch_id = $3) AND s.seq > $4
+                         AND (SELECT r.hi >= s.seq FROM {} r WHERE r.lo <= s.seq
+                              ORDER BY r.lo DESC LIMIT 1)
                          ORDER BY s.seq LIMIT $5",
-                        self.tables.staging, self.tables.produced
+                        self.tables.staging, self.tables.produced_runs
                     ),
                     &[&since, &until, &batch, &after_seq, &self.claim_size],
                 )
@@ -407,4 +429,20 @@ pub fn make_producer(
         message_timeout,
         idempotence,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_of;
+
+    #[test]
+    fn runs_split_at_gaps_and_at_the_cap() {
+        assert_eq!(runs_of(&[], 3), Vec::<(i32, i32)>::new());
+        assert_eq!(runs_of(&[7], 3), vec![(1, 1)]);
+        // 1-2 | 4-6 (capped at 3) | 7 | 9
+        assert_eq!(
+            runs_of(&[1, 2, 4, 5, 6, 7, 9], 3),
+            vec![(1, 2), (3, 5), (6, 6), (7, 7)]
+        );
+    }
 }

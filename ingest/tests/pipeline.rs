@@ -538,6 +538,31 @@ async fn concurrent_batches_are_queued_exactly() {
     }
     pipeline.stop().await;
     assert_exactly_once(&cfg, 20_000).await;
+    // Where each row went is kept per run of consecutive seqs: every run's
+    // arrays cover exactly its seqs, at most a queue range long.
+    let runs = client
+        .query(
+            &format!(
+                "SELECT lo, hi, cardinality(partitions), cardinality(offsets)
+                 FROM {}_produced_runs",
+                cfg.staging_table
+            ),
+            &[],
+        )
+        .await
+        .expect("runs");
+    let mut covered = 0;
+    for r in &runs {
+        let (lo, hi, parts, offs): (i64, i64, i32, i32) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(
+            (hi - lo + 1, hi - lo + 1),
+            (i64::from(parts), i64::from(offs))
+        );
+        assert!(hi - lo < outbox::RANGE_ROWS, "run {lo}–{hi} too long");
+        covered += hi - lo + 1;
+    }
+    assert_eq!(covered, 20_000);
+    assert!(runs.len() <= 80, "{} runs for 40 pages", runs.len());
     common::drop_tables(&cfg).await;
 }
 
@@ -620,6 +645,35 @@ async fn queue_of_the_previous_version_is_moved_to_ranges() {
         .expect("regclass")
         .get(0);
     assert!(gone, "the previous queue is dropped");
+    // The previous per-seq produced table is moved into runs and read
+    // through the view of the same name.
+    let kind: i8 = client
+        .query_one(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)",
+            &[&format!("{s}_produced")],
+        )
+        .await
+        .expect("relkind")
+        .get(0);
+    assert_eq!(kind as u8, b'v', "{s}_produced is a view");
+    let old_produced = client
+        .query_one(
+            &format!(
+                "SELECT topic, kafka_partition, kafka_offset FROM {s}_produced
+                 WHERE seq = (SELECT min(seq) + 1 FROM {s})"
+            ),
+            &[],
+        )
+        .await
+        .expect("the produced row");
+    assert_eq!(
+        (
+            old_produced.get::<_, String>(0),
+            old_produced.get::<_, i32>(1),
+            old_produced.get::<_, i64>(2)
+        ),
+        ("elsewhere".to_string(), 0, 99)
+    );
     let mut keys: Vec<Vec<u8>> = topic_messages(&topic)
         .await
         .into_iter()
