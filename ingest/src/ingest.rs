@@ -200,6 +200,7 @@ impl Ingestor {
         // Generate batches always have a seed; API batches never do.
         let mut generator = seed.map(Generator::new);
         let mut empty_pages = 0;
+        let stager = outbox::Stager::prepare(client, &self.tables).await?;
         let mut pace = Pace {
             max_lead: self.max_lead,
             produced: 0,
@@ -232,7 +233,7 @@ impl Ingestor {
             empty_pages = 0;
             inc(&self.metrics.records_fetched, users.len() as u64);
             summary.fetched += users.len() as u64;
-            let n = outbox::stage_page(client, &self.tables, batch, &users, Utc::now()).await?;
+            let n = stager.stage_page(client, batch, &users, Utc::now()).await?;
             inc(&self.metrics.records_staged, n);
             summary.staged += n;
             remaining -= users.len();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use tracing::error;
 use uuid::Uuid;
 
@@ -311,53 +311,71 @@ pub async fn create_batch(
     Ok(())
 }
 
-/// Stages one fetched page and bumps the batch's fetched count, atomically.
-pub async fn stage_page(
-    client: &mut Client,
-    t: &Tables,
-    batch: Uuid,
-    users: &[User],
-    fetched_at: DateTime<Utc>,
-) -> Result<u64, anyhow::Error> {
-    let mut ids = Vec::with_capacity(users.len());
-    let mut records = Vec::with_capacity(users.len());
-    for u in users {
-        ids.push(Uuid::parse_str(&u.id)?);
-        records.push(serde_json::to_string(u)?);
+/// Stages pages into one staging table over one connection, with its three
+/// statements prepared once: sent as text, each page's were parsed and
+/// planned again (~10% of the stager's Postgres CPU in `perf`).
+pub struct Stager {
+    lock_key: String,
+    lock: Statement,
+    stage: Statement,
+    fetched: Statement,
+}
+
+impl Stager {
+    pub async fn prepare(client: &Client, t: &Tables) -> Result<Stager, tokio_postgres::Error> {
+        Ok(Stager {
+            lock_key: format!("ember_ingest_stage:{}", t.staging),
+            lock: client
+                .prepare("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .await?,
+            stage: client
+                .prepare(&format!(
+                    "WITH staged AS (
+                        INSERT INTO {} (batch_id, record_id, record, fetched_at)
+                        SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
+                        RETURNING seq)
+                     {}",
+                    t.staging,
+                    queue_ranges(&t.queue, "SELECT seq FROM staged")
+                ))
+                .await?,
+            fetched: client
+                .prepare(&format!(
+                    "UPDATE {} SET fetched = fetched + $2, updated_at = now() WHERE id = $1",
+                    t.batches
+                ))
+                .await?,
+        })
     }
-    let tx = client.transaction().await?;
-    // One stager at a time per table, so a page's seqs are consecutive and
-    // it is queued as one range: interleaved with another batch's inserts,
-    // pages split into runs of a few rows, and claims of whole ranges
-    // shrink with them. The lock is held for one page.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1))",
-        &[&format!("ember_ingest_stage:{}", t.staging)],
-    )
-    .await?;
-    tx.execute(
-        &format!(
-            "WITH staged AS (
-                INSERT INTO {} (batch_id, record_id, record, fetched_at)
-                SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
-                RETURNING seq)
-             {}",
-            t.staging,
-            queue_ranges(&t.queue, "SELECT seq FROM staged")
-        ),
-        &[&batch, &ids, &records, &fetched_at],
-    )
-    .await?;
-    tx.execute(
-        &format!(
-            "UPDATE {} SET fetched = fetched + $2, updated_at = now() WHERE id = $1",
-            t.batches
-        ),
-        &[&batch, &i32::try_from(users.len())?],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(users.len() as u64)
+
+    /// Stages one fetched page and bumps the batch's fetched count,
+    /// atomically, on the connection the statements were prepared on.
+    pub async fn stage_page(
+        &self,
+        client: &mut Client,
+        batch: Uuid,
+        users: &[User],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<u64, anyhow::Error> {
+        let mut ids = Vec::with_capacity(users.len());
+        let mut records = Vec::with_capacity(users.len());
+        for u in users {
+            ids.push(Uuid::parse_str(&u.id)?);
+            records.push(serde_json::to_string(u)?);
+        }
+        let tx = client.transaction().await?;
+        // One stager at a time per table, so a page's seqs are consecutive
+        // and it is queued as one range: interleaved with another batch's
+        // inserts, pages split into runs of a few rows, and claims of whole
+        // ranges shrink with them. The lock is held for one page.
+        tx.execute(&self.lock, &[&self.lock_key]).await?;
+        tx.execute(&self.stage, &[&batch, &ids, &records, &fetched_at])
+            .await?;
+        tx.execute(&self.fetched, &[&batch, &i32::try_from(users.len())?])
+            .await?;
+        tx.commit().await?;
+        Ok(users.len() as u64)
+    }
 }
 
 pub async fn finish_batch(
