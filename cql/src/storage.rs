@@ -355,22 +355,23 @@ impl RowMap {
 
     /// The row at `ck`, inserted empty if missing.
     pub fn get_or_default(&mut self, ck: CKey) -> &mut Row {
-        if matches!(self, RowMap::One(k, _) if *k != ck)
+        // A second key turns the inline row into a tree.
+        if let RowMap::One(k, _) = self
+            && *k != ck
             && let RowMap::One(k, r) = std::mem::take(self)
         {
             *self = RowMap::Many(BTreeMap::from([(k, r)]));
         }
-        if matches!(self, RowMap::Empty) {
-            *self = RowMap::One(ck, Row::default());
-            let RowMap::One(_, r) = self else {
-                unreachable!("just set")
-            };
-            return r;
-        }
         match self {
+            RowMap::Empty => {
+                *self = RowMap::One(ck, Row::default());
+                match self {
+                    RowMap::One(_, r) => r,
+                    _ => unreachable!("just set"),
+                }
+            }
             RowMap::One(_, r) => r,
             RowMap::Many(m) => m.entry(ck).or_default(),
-            RowMap::Empty => unreachable!("handled above"),
         }
     }
 
