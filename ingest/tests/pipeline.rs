@@ -563,6 +563,16 @@ async fn concurrent_batches_are_queued_exactly() {
     }
     assert_eq!(covered, 20_000);
     assert!(runs.len() <= 80, "{} runs for 40 pages", runs.len());
+    // The arrays stay inline: nothing was compressed into the TOAST table.
+    let toast: i64 = client
+        .query_one(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = to_regclass($1)",
+            &[&format!("{}_produced_runs", cfg.staging_table)],
+        )
+        .await
+        .expect("toast size")
+        .get(0);
+    assert_eq!(toast, 0, "runs were moved to the TOAST table");
     common::drop_tables(&cfg).await;
 }
 
@@ -689,6 +699,45 @@ async fn queue_of_the_previous_version_is_moved_to_ranges() {
         keys, want,
         "the two pending rows, once each, and not the produced one"
     );
+    common::drop_tables(&cfg).await;
+}
+
+/// A runs table the previous version created (arrays compressed and moved
+/// to the TOAST table by default) keeps its arrays inline from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_table_of_the_previous_version_keeps_its_arrays_inline() {
+    let topic = common::create_topic("plainruns");
+    let cfg = common::config(&topic, "http://127.0.0.1:9/unused");
+    let s = &cfg.staging_table;
+    let mut client = outbox::connect(&cfg.pg_url).await.expect("postgres");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {s}_produced_runs (lo bigint PRIMARY KEY, hi bigint NOT NULL,
+                 topic text NOT NULL, partitions integer[] NOT NULL, offsets bigint[] NOT NULL,
+                 produced_at timestamptz NOT NULL DEFAULT now());"
+        ))
+        .await
+        .expect("previous runs table");
+    let storage = format!(
+        "SELECT string_agg(attstorage::text, '' ORDER BY attname) FROM pg_attribute
+         WHERE attrelid = to_regclass('{s}_produced_runs')
+         AND attname IN ('topic', 'partitions', 'offsets')"
+    );
+    let got: String = client
+        .query_one(&storage, &[])
+        .await
+        .expect("storage")
+        .get(0);
+    assert_eq!(got, "xxx", "extended, as created");
+    outbox::ensure_schema(&mut client, &outbox::Tables::new(s))
+        .await
+        .expect("schema");
+    let got: String = client
+        .query_one(&storage, &[])
+        .await
+        .expect("storage")
+        .get(0);
+    assert_eq!(got, "ppp", "plain after the upgrade");
     common::drop_tables(&cfg).await;
 }
 
