@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::api::ApiSource;
 use crate::generator::Generator;
+use crate::handoff::Handoff;
 use crate::metrics::{Metrics, inc};
 use crate::outbox::{self, Tables};
 use crate::record::User;
@@ -72,6 +73,9 @@ pub struct Ingestor {
     /// and the backlog is then sent at the end with the CPU half idle
     /// (measured at 300k generated users: the last 2.5 s of 9.4 s).
     pub max_lead: u64,
+    /// Where staged rows are handed to this process's relay (None: no relay
+    /// runs here).
+    pub handoff: Option<Arc<Handoff>>,
 }
 
 /// How long a batch's `produced` count may stand still before staging stops
@@ -233,7 +237,9 @@ impl Ingestor {
             empty_pages = 0;
             inc(&self.metrics.records_fetched, users.len() as u64);
             summary.fetched += users.len() as u64;
-            let n = stager.stage_page(client, batch, &users, Utc::now()).await?;
+            let n = stager
+                .stage_page(client, batch, &users, Utc::now(), self.handoff.as_deref())
+                .await?;
             inc(&self.metrics.records_staged, n);
             summary.staged += n;
             remaining -= users.len();

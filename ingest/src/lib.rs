@@ -5,6 +5,7 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod generator;
+pub mod handoff;
 pub mod ingest;
 pub mod kafka;
 pub mod load;

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub records_fetched: AtomicU64,
     pub records_staged: AtomicU64,
     pub records_produced: AtomicU64,
+    pub records_handed_off: AtomicU64,
+    pub records_read_back: AtomicU64,
     pub records_replayed: AtomicU64,
     pub produce_errors: AtomicU64,
     pub batches: AtomicU64,
@@ -28,7 +30,7 @@ impl Metrics {
     /// row count, read from Postgres at scrape time (None if unavailable).
     pub fn render(&self, backlog: Option<i64>) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "ember_ingest_api_requests_total",
                 "HTTP requests to the user API",
@@ -68,6 +70,16 @@ impl Metrics {
                 "ember_ingest_records_produced_total",
                 "Staged users acknowledged by Kafka",
                 &self.records_produced,
+            ),
+            (
+                "ember_ingest_records_handed_off_total",
+                "Claimed users the relay got from this process's stager, in memory",
+                &self.records_handed_off,
+            ),
+            (
+                "ember_ingest_records_read_back_total",
+                "Claimed users the relay read back from the staging table",
+                &self.records_read_back,
             ),
             (
                 "ember_ingest_records_replayed_total",

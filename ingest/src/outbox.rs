@@ -12,6 +12,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tracing::error;
 use uuid::Uuid;
 
+use crate::handoff::Handoff;
 use crate::record::User;
 
 /// The stack's private Postgres (`scripts/stack`), ember-ingest's default.
@@ -347,13 +348,16 @@ impl Stager {
             lock: client
                 .prepare("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .await?,
+            // Returns each row's seq with its id, which says which record
+            // got which seq (for the handoff to this process's relay).
             stage: client
                 .prepare(&format!(
                     "WITH staged AS (
                         INSERT INTO {} (batch_id, record_id, record, fetched_at)
                         SELECT $1, r.id, r.rec::json, $4 FROM unnest($2::uuid[], $3::text[]) AS r(id, rec)
-                        RETURNING seq)
-                     {}",
+                        RETURNING seq, record_id),
+                     queued AS ({})
+                     SELECT seq, record_id FROM staged",
                     t.staging,
                     queue_ranges(&t.queue, "SELECT seq FROM staged")
                 ))
@@ -368,13 +372,15 @@ impl Stager {
     }
 
     /// Stages one fetched page and bumps the batch's fetched count,
-    /// atomically, on the connection the statements were prepared on.
+    /// atomically, on the connection the statements were prepared on; hands
+    /// the rows to `handoff` (this process's relay), if given.
     pub async fn stage_page(
         &self,
         client: &mut Client,
         batch: Uuid,
         users: &[User],
         fetched_at: DateTime<Utc>,
+        handoff: Option<&Handoff>,
     ) -> Result<u64, anyhow::Error> {
         let mut ids = Vec::with_capacity(users.len());
         let mut records = Vec::with_capacity(users.len());
@@ -388,10 +394,36 @@ impl Stager {
         // inserts, pages split into runs of a few rows, and claims of whole
         // ranges shrink with them. The lock is held for one page.
         tx.execute(&self.lock, &[&self.lock_key]).await?;
-        tx.execute(&self.stage, &[&batch, &ids, &records, &fetched_at])
+        let seqs = tx
+            .query(&self.stage, &[&batch, &ids, &records, &fetched_at])
             .await?;
         tx.execute(&self.fetched, &[&batch, &i32::try_from(users.len())?])
             .await?;
+        if let Some(handoff) = handoff {
+            // Before the commit, so the relay finds the rows as soon as it
+            // can claim them (see `Handoff::put`). Only if the rows came
+            // back in the order given, which pairs each seq with its record
+            // even when the API repeats an id.
+            let in_order = seqs.len() == ids.len()
+                && seqs
+                    .iter()
+                    .zip(&ids)
+                    .all(|(r, id)| r.get::<_, Uuid>(1) == *id);
+            if in_order {
+                handoff.put(
+                    seqs.iter()
+                        .zip(ids)
+                        .zip(records)
+                        .map(|((r, record_id), record)| StagedRow {
+                            seq: r.get(0),
+                            batch_id: batch,
+                            record_id,
+                            payload: record.into_bytes(),
+                        })
+                        .collect(),
+                );
+            }
+        }
         tx.commit().await?;
         Ok(users.len() as u64)
     }

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::api::{ApiOptions, ApiSource};
+use crate::handoff::Handoff;
 use crate::ingest::Ingestor;
 use crate::kafka::Compression;
 use crate::metrics::Metrics;
@@ -56,6 +57,7 @@ impl Pipeline {
         let metrics = Arc::new(Metrics::default());
         let notify = Arc::new(Notify::new());
         let api = ApiSource::new(cfg.api.clone(), metrics.clone())?;
+        let handoff = Arc::new(Handoff::default());
         let relay = Relay {
             pg_url: cfg.pg_url.clone(),
             tables: tables.clone(),
@@ -70,6 +72,7 @@ impl Pipeline {
             notify: notify.clone(),
             claim_size: CLAIM_SIZE,
             poll_interval: Duration::from_secs(1),
+            handoff: handoff.clone(),
         };
         let ingestor = Arc::new(Ingestor {
             pg_url: cfg.pg_url,
@@ -78,6 +81,7 @@ impl Pipeline {
             metrics,
             notify,
             max_lead: cfg.max_lead,
+            handoff: Some(handoff),
         });
         warn_if_topic_missing(&relay);
         let (shutdown, rx) = watch::channel(false);

@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::handoff::Handoff;
 use crate::kafka;
 use crate::metrics::{Metrics, inc};
 use crate::outbox::{self, StagedRow, Tables};
@@ -30,6 +31,8 @@ pub struct Relay {
     pub notify: Arc<Notify>,
     pub claim_size: i64,
     pub poll_interval: Duration,
+    /// Rows staged by this process, sent without reading them back.
+    pub handoff: Arc<Handoff>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -136,38 +139,62 @@ impl Relay {
     /// ranges off the queue (`FOR UPDATE SKIP LOCKED`, so several relays,
     /// e.g. serve and run on the same table or the two halves of
     /// [`Relay::drain`], never send the same row concurrently), as many as
-    /// fit in `claim_size` rows (at least one), and reads their records in
-    /// seq order. A rollback puts them back.
+    /// fit in `claim_size` rows (at least one), and gets their records in
+    /// seq order: from the handoff if this process staged them, else from
+    /// the staging table. A rollback puts them back.
     async fn claim(&self, c: &Client) -> anyhow::Result<Vec<StagedRow>> {
         let t = &self.tables;
         let ranges = (self.claim_size / outbox::RANGE_ROWS).max(1);
-        // OFFSET 0 keeps the lateral subquery apart: flattened, the planner
-        // joins the ranges against a scan of the whole staging table.
-        let rows = c
+        let claimed = c
             .query(
                 &format!(
-                    "WITH claimed AS (
-                        DELETE FROM {q} WHERE lo IN (
-                            SELECT lo FROM {q} ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED)
-                        RETURNING lo, hi)
-                     SELECT s.seq, s.record_id, s.record, s.batch_id FROM claimed,
-                     LATERAL (SELECT seq, record_id, record::text, batch_id FROM {s}
-                              WHERE seq BETWEEN claimed.lo AND claimed.hi OFFSET 0) s",
-                    q = t.queue,
-                    s = t.staging
+                    "DELETE FROM {q} WHERE lo IN (
+                         SELECT lo FROM {q} ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED)
+                     RETURNING lo, hi",
+                    q = t.queue
                 ),
                 &[&ranges],
             )
             .await?;
-        let mut staged: Vec<StagedRow> = rows
-            .iter()
-            .map(|r| StagedRow {
+        let mut staged = Vec::new();
+        let (mut los, mut his) = (Vec::new(), Vec::new());
+        for r in &claimed {
+            let (lo, hi): (i64, i64) = (r.get(0), r.get(1));
+            match self.handoff.take(lo, hi) {
+                Some(rows) => staged.extend(rows),
+                None => {
+                    los.push(lo);
+                    his.push(hi);
+                }
+            }
+        }
+        inc(&self.metrics.records_handed_off, staged.len() as u64);
+        if let Some(lowest) = claimed.iter().map(|r| r.get::<_, i64>(0)).min() {
+            self.handoff.evict_below(lowest);
+        }
+        if !los.is_empty() {
+            // OFFSET 0 keeps the lateral subquery apart: flattened, the
+            // planner joins the ranges against a scan of the whole table.
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT s.seq, s.record_id, s.record, s.batch_id
+                         FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi),
+                         LATERAL (SELECT seq, record_id, record::text, batch_id FROM {}
+                                  WHERE seq BETWEEN r.lo AND r.hi OFFSET 0) s",
+                        t.staging
+                    ),
+                    &[&los, &his],
+                )
+                .await?;
+            inc(&self.metrics.records_read_back, rows.len() as u64);
+            staged.extend(rows.iter().map(|r| StagedRow {
                 seq: r.get(0),
                 record_id: r.get(1),
                 payload: r.get::<_, String>(2).into_bytes(),
                 batch_id: r.get(3),
-            })
-            .collect();
+            }));
+        }
         // Here, not in SQL: a sort of ~5 MB of records can spill to disk.
         staged.sort_unstable_by_key(|r| r.seq);
         Ok(staged)

@@ -193,6 +193,7 @@ async fn ingestor_with_schema(cfg: &Config, max_lead: u64) -> (tokio_postgres::C
         metrics,
         notify: Arc::new(Notify::new()),
         max_lead,
+        handoff: None,
     };
     (client, ingestor)
 }
@@ -222,6 +223,7 @@ async fn staging_keeps_within_its_lead_of_a_producing_relay() {
         notify,
         claim_size: 500,
         poll_interval: Duration::from_millis(200),
+        handoff: Arc::default(),
     };
     let (stop_relay, stopped) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(stopped));
@@ -536,6 +538,15 @@ async fn concurrent_batches_are_queued_exactly() {
             .expect("produced");
         assert_eq!(s.produced, 10_000);
     }
+    // Staged by another ingestor than the relay's: read back from Postgres.
+    let m = &pipeline.relay.metrics;
+    assert_eq!(
+        (
+            m.records_read_back.load(Ordering::Relaxed),
+            m.records_handed_off.load(Ordering::Relaxed)
+        ),
+        (20_000, 0)
+    );
     pipeline.stop().await;
     assert_exactly_once(&cfg, 20_000).await;
     // Where each row went is kept per run of consecutive seqs: every run's

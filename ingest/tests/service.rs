@@ -159,6 +159,9 @@ async fn service_ingest_poll_health_metrics() {
         .expect("text");
     for line in [
         "ember_ingest_records_produced_total 25",
+        // Staged and relayed by the one process: sent from memory.
+        "ember_ingest_records_handed_off_total 25",
+        "ember_ingest_records_read_back_total 0",
         "ember_ingest_records_staged_total 25",
         "ember_ingest_api_malformed_total 2",
         "ember_ingest_batches_failed_total 1",
