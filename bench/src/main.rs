@@ -363,7 +363,7 @@ async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result
             let tasks: Vec<String> = b
                 .tasks
                 .iter()
-                .map(|t| format!("p{} {} ms", t.partition, t.duration_ms))
+                .map(|t| format!("p{} {} ms on {}", t.partition, t.duration_ms, t.executor_id))
                 .collect();
             eprintln!(
                 "    batch {} at {}: {} ms after {} ms reading offsets, {} rows; tasks {}",
