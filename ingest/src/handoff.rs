@@ -1,13 +1,14 @@
 //! Rows this process staged, kept in memory for its own relay, so that it
 //! sends them without reading them back from Postgres: that read cost
 //! Postgres ~0.8 of its ~6 µs per record in the ingest benchmark
-//! (BENCHMARKS.md, run 30), load a shared database (Airflow's) is spared.
+//! (BENCHMARKS.md, run 30), load that a database shared with Airflow is
+//! spared.
 //!
 //! Only an optimisation: the queue in Postgres still says what is pending and
 //! who claimed it. A relay takes a claimed range from here only if every row
 //! of it is here, and reads it from the staging table otherwise (after a
-//! restart, rows staged by another process, a page staged under a lock
-//! contention that split it, or a full handoff).
+//! restart, rows another process staged, rows staged while the handoff
+//! was full, or rows put back on the queue after a failed delivery).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,8 +26,8 @@ pub struct Handoff {
 
 impl Handoff {
     fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, StagedRow>> {
-        // A panic while holding the lock leaves a consistent map: each
-        // operation is one insert, remove or split.
+        // A panic while holding the lock leaves a usable map: at worst some
+        // rows are missing, and their ranges are read back.
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -220,8 +220,8 @@ pub async fn ensure_schema(client: &mut Client, t: &Tables) -> Result<(), tokio_
     .await?;
     // A run (~6 KB at RANGE_ROWS) stays inline and uncompressed: by default
     // Postgres compressed its arrays with pglz and moved them, or else the
-    // topic, to the TOAST table at every mark, ~5% of its CPU in the ingest
-    // benchmark.
+    // topic, to the TOAST table at every mark: ~10% of its CPU in the
+    // ingest benchmark (BENCHMARKS.md, run 30).
     let toasted = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)
