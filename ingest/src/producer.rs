@@ -158,8 +158,10 @@ impl Relay {
             .await?;
         let mut staged = Vec::new();
         let (mut los, mut his) = (Vec::new(), Vec::new());
+        let mut lowest = i64::MAX;
         for r in &claimed {
             let (lo, hi): (i64, i64) = (r.get(0), r.get(1));
+            lowest = lowest.min(lo);
             match self.handoff.take(lo, hi) {
                 Some(rows) => staged.extend(rows),
                 None => {
@@ -169,7 +171,7 @@ impl Relay {
             }
         }
         inc(&self.metrics.records_handed_off, staged.len() as u64);
-        if let Some(lowest) = claimed.iter().map(|r| r.get::<_, i64>(0)).min() {
+        if !claimed.is_empty() {
             self.handoff.evict_below(lowest);
         }
         if !los.is_empty() {

@@ -734,21 +734,18 @@ async fn runs_table_of_the_previous_version_keeps_its_arrays_inline() {
          WHERE attrelid = to_regclass('{s}_produced_runs')
          AND attname IN ('topic', 'partitions', 'offsets')"
     );
-    let got: String = client
-        .query_one(&storage, &[])
-        .await
-        .expect("storage")
-        .get(0);
-    assert_eq!(got, "xxx", "extended, as created");
+    let storage_of = async |client: &tokio_postgres::Client| -> String {
+        client
+            .query_one(&storage, &[])
+            .await
+            .expect("storage")
+            .get(0)
+    };
+    assert_eq!(storage_of(&client).await, "xxx", "extended, as created");
     outbox::ensure_schema(&mut client, &outbox::Tables::new(s))
         .await
         .expect("schema");
-    let got: String = client
-        .query_one(&storage, &[])
-        .await
-        .expect("storage")
-        .get(0);
-    assert_eq!(got, "ppp", "plain after the upgrade");
+    assert_eq!(storage_of(&client).await, "ppp", "plain after the upgrade");
     common::drop_tables(&cfg).await;
 }
 

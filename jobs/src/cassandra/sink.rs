@@ -244,19 +244,14 @@ async fn write_rows(
         .map(|batch| to_rows(config, &batch?, &mut dead))
         .map_ok(|rows| futures::stream::iter(rows.into_iter().map(Ok::<Row, DataFusionError>)))
         .try_flatten()
-        // Boxed: the driver's request future is kilobytes, and the window
-        // moved each one by value (memmove was ~10% of the executor's CPU
-        // in `perf`, half of it moving these futures).
-        .map_ok(|row| {
-            Box::pin(async move {
-                let ts = row.ts;
-                with_retries(config.max_retries, || {
-                    conn.session.execute_unpaged(insert, &row)
-                })
-                .await?;
-                // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
-                Ok::<_, DataFusionError>(now_ms() - ts.div_euclid(1000))
+        .map_ok(|row| async move {
+            let ts = row.ts;
+            with_retries(config.max_retries, || {
+                conn.session.execute_unpaged(insert, &row)
             })
+            .await?;
+            // The write timestamp is the record's ms timestamp × 1000 (+ a tiebreak).
+            Ok::<_, DataFusionError>(now_ms() - ts.div_euclid(1000))
         })
         .try_buffer_unordered(config.concurrency.max(1))
         .try_for_each(|ms| {
@@ -348,6 +343,11 @@ async fn write_dead_letters(
 }
 
 /// Retries a write with exponential backoff (100 ms doubling to 5 s).
+///
+/// Each attempt is boxed: the driver's request future is kilobytes, and the
+/// writers' windows of concurrent writes moved it by value with every row
+/// (memmove was ~10% of the executor's CPU in `perf`, half of it moving
+/// these futures).
 async fn with_retries<F, Fut, T, E>(max_retries: u32, mut f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
@@ -357,7 +357,7 @@ where
     let mut delay = Duration::from_millis(100);
     let mut attempt = 0;
     loop {
-        match f().await {
+        match Box::pin(f()).await {
             Ok(_) => return Ok(()),
             Err(e) if attempt < max_retries => {
                 tracing::debug!("write failed (attempt {}): {e}", attempt + 1);
