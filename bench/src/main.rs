@@ -8,6 +8,7 @@
 //! Scenarios: ceiling, pipeline (with memory), latency, engine, spark,
 //! ingest; `all` runs them in that order against one backlog.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use ember_e2e::{
     Cluster, PrivateServers, cql, cql_session, create_topic, engine_spec, kafka, reference_spec,
     repo_root, unique, with_max_offsets,
 };
+use ember_jobs::kafka::consumer::consumer_config;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -82,6 +84,10 @@ struct Opts {
     /// Print each pipeline batch's duration and its tasks' (stderr).
     #[arg(long, global = true)]
     batch_timings: bool,
+    /// The pipeline's runs, in order, by executor count: `1,2,2,1` runs four,
+    /// each between two raw consumes of the same backlog.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "1,2")]
+    executors: Vec<usize>,
     /// Python with pyspark 4, confluent-kafka and cassandra-driver.
     #[arg(long, global = true, env = "EMBER_PYSPARK_PYTHON")]
     python: Option<PathBuf>,
@@ -92,7 +98,7 @@ enum Scenario {
     /// The broker's raw consume rate and the store's prepared-insert rate.
     Ceiling,
     /// The ceiling, then the reference job draining the backlog with 1 and 2
-    /// executors, with peak RSS.
+    /// executors (`--executors`), each between two raw consumes, with peak RSS.
     Pipeline,
     /// Load at a fixed rate; sink latency percentiles at a 100 ms trigger.
     Latency,
@@ -182,18 +188,20 @@ fn produce(topic: &str, count: u64, rate: Option<u64>, compression: &str) -> Res
     Ok(count as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Raw rdkafka consume of the whole topic, one consumer per partition.
-fn consume_rate(topic: &str, partitions: i32, count: u64) -> Result<f64> {
+/// Raw rdkafka consume of the whole topic, one consumer per partition, with
+/// the librdkafka settings of the executors' consumers (and the run's
+/// `--kafka-option`s): tansu answers a fetch only after sleeping out part of
+/// `fetch.wait.max.ms`, so a default consumer and Ember's would not be
+/// measured alike.
+fn consume_rate(topic: &str, partitions: i32, count: u64, o: &Opts) -> Result<f64> {
+    let options = kafka_options(o)?;
     let t = Instant::now();
     let handles: Vec<_> = (0..partitions)
         .map(|p| {
             let topic = topic.to_string();
+            let cfg = consumer_config(&kafka(), "bench-ceiling", &options);
             std::thread::spawn(move || -> Result<u64> {
-                let c: BaseConsumer = ClientConfig::new()
-                    .set("bootstrap.servers", kafka())
-                    .set("group.id", "ember-bench")
-                    .set("enable.auto.commit", "false")
-                    .create()?;
+                let c: BaseConsumer = cfg.create()?;
                 let (_, hi) = c.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
@@ -296,6 +304,23 @@ fn peak_rss_mb(pid: Option<u32>) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // utime and stime are the 12th and 13th of them.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |t| t / ticks)
+}
+
 fn mb_list(v: &[f64]) -> String {
     v.iter()
         .map(|m| format!("{m:.0}"))
@@ -314,22 +339,41 @@ struct PipelineRun {
     scheduler_mb: f64,
     executor_mb: Vec<f64>,
     batches: u64,
+    /// CPU seconds from submission to the job's finish: executors, then the
+    /// scheduler, then `servers` as passed in.
+    cpu: Vec<(String, f64)>,
+}
+
+/// `--kafka-option`s as librdkafka settings.
+fn kafka_options(o: &Opts) -> Result<BTreeMap<String, String>> {
+    o.kafka_options
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--kafka-option {kv:?} is not KEY=VALUE"))
+        })
+        .collect()
 }
 
 /// `--kafka-option`s as lines of the spec's [source] table.
 fn extra_source(o: &Opts) -> Result<String> {
-    let mut out = String::new();
-    for kv in &o.kafka_options {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--kafka-option {kv:?} is not KEY=VALUE"))?;
-        out.push_str(&format!("\n\"kafka.{k}\" = \"{v}\""));
-    }
-    Ok(out)
+    Ok(kafka_options(o)?
+        .iter()
+        .map(|(k, v)| format!("\n\"kafka.{k}\" = \"{v}\""))
+        .collect())
 }
 
 /// The reference job draining the topic's backlog with availableNow.
-async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result<PipelineRun> {
+/// `servers` (name, pid) are the broker and store, whose CPU over the run is
+/// reported beside the cluster's.
+async fn pipeline(
+    o: &Opts,
+    topic: &str,
+    count: u64,
+    executors: usize,
+    servers: &[(&str, Option<u32>)],
+) -> Result<PipelineRun> {
     let cluster = cluster(executors).await?;
     let ks = unique("bench_pipe");
     let mut spec = reference_spec(
@@ -349,14 +393,37 @@ async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result
             .context("the reference spec has no [sink]")?;
         spec = format!("{}[sink]\nformat = \"noop\"\n", &spec[..at]);
     }
-    let t = Instant::now();
+    let mut procs: Vec<(String, Option<u32>)> = cluster
+        .executors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("executor {i}"), e.pid()))
+        .collect();
+    procs.push(("scheduler".into(), cluster.scheduler.pid()));
+    procs.extend(servers.iter().map(|(n, p)| (n.to_string(), *p)));
+    let cpu_before: Vec<f64> = procs.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    let submitted_ms = chrono::Utc::now().timestamp_millis();
     cluster.submit(&spec, false).await?;
     let d = cluster
         .wait_job("bench", Duration::from_secs(3600), "finished", |d| {
             d.summary.as_ref().is_some_and(|s| s.state == "finished")
         })
         .await?;
-    let seconds = t.elapsed().as_secs_f64();
+    let cpu = procs
+        .iter()
+        .zip(cpu_before)
+        .map(|((n, p), before)| (n.clone(), cpu_seconds(*p) - before))
+        .collect();
+    // From submission to the end of the last batch (the sink's last write
+    // acknowledged), by the scheduler's clock on this host: the job's state
+    // is polled every 250 ms, which would add up to that much.
+    let last_end_ms = d
+        .batches
+        .iter()
+        .filter_map(batch_end_ms)
+        .max()
+        .context("the finished job lists no batches")?;
+    let seconds = (last_end_ms - submitted_ms) as f64 / 1000.0;
     if o.batch_timings {
         // Oldest first: the job keeps its most recent batches.
         for b in d.batches.iter().rev() {
@@ -398,6 +465,7 @@ async fn pipeline(o: &Opts, topic: &str, count: u64, executors: usize) -> Result
             .map(|e| peak_rss_mb(e.pid()))
             .collect(),
         batches: s.batches,
+        cpu,
     })
 }
 
@@ -589,7 +657,7 @@ async fn engine(t: &mut Table, o: &Opts) -> Result<()> {
 async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) -> Result<()> {
     let ember_rate = match ember_rate {
         Some(r) => r,
-        None => pipeline(o, topic, o.count, 2).await?.rows_per_sec,
+        None => pipeline(o, topic, o.count, 2, &[]).await?.rows_per_sec,
     };
     let ks = unique("bench_spark");
     let (o2, topic2, ks2) = (o.clone(), topic.to_string(), ks.clone());
@@ -703,11 +771,14 @@ fn failed(t: &mut Table, scenario: &str, r: Result<()>) {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let (sc, o) = (cli.scenario, cli.opts);
+    if o.executors.is_empty() || o.executors.contains(&0) {
+        bail!("--executors takes counts of 1 or more, e.g. 1,2");
+    }
     let all = sc == Scenario::All;
     // SAFETY: set before anything reads them; the harness reads them when it
     // spawns servers and clusters and connects clients.
     unsafe { std::env::set_var("EMBER_BIN_DIR", bin_dir()) };
-    let _servers = if o.shared_servers {
+    let private = if o.shared_servers {
         None
     } else {
         // Cassandra's default commit-log mode (periodic), as the ceiling assumes.
@@ -725,6 +796,14 @@ async fn main() -> Result<()> {
         kafka(),
         cql()
     );
+    // The broker's and the store's CPU is reported for each pipeline run
+    // (ours only: a shared server's pid is not known here).
+    let servers: Vec<(&str, Option<u32>)> = private.as_ref().map_or(Vec::new(), |s| {
+        vec![
+            ("ember-cql", s.cql.as_ref().and_then(|p| p.pid())),
+            ("tansu", s.tansu.as_ref().and_then(|p| p.pid())),
+        ]
+    });
     let mut t = Table::default();
     // Latency first, on the fresh broker: tansu's fetches slow down as its
     // database grows, and the backlog below is a million records.
@@ -749,14 +828,15 @@ async fn main() -> Result<()> {
             "",
         );
     }
-    let mut ceiling = None;
+    let mut insert_ceiling = None;
+    let mut consume = None;
     // The pipeline's figures are fractions of the ceiling measured in the same run.
     if all || sc == Scenario::Ceiling || sc == Scenario::Pipeline {
-        let consume = consume_rate(&topic, 4, o.count)?;
+        let c = consume_rate(&topic, 4, o.count, &o)?;
         let insert = insert_rate(o.count).await?;
         t.row(
-            "ceiling: raw rdkafka consume, 4 partitions",
-            format!("{consume:.0} msg/s"),
+            "ceiling: raw rdkafka consume, 4 partitions, the executors' consumer settings",
+            format!("{c:.0} msg/s"),
             "",
         );
         t.row(
@@ -764,22 +844,18 @@ async fn main() -> Result<()> {
             format!("{insert:.0} rows/s"),
             "",
         );
-        ceiling = Some(consume.min(insert));
+        (consume, insert_ceiling) = (Some(c), Some(insert));
     }
     let mut two_executor_rate = None;
     if all || sc == Scenario::Pipeline {
-        for executors in [1, 2] {
-            let r = pipeline(&o, &topic, o.count, executors).await?;
-            let target = match ceiling {
-                Some(c) => verdict(
-                    r.rows_per_sec >= 0.9 * c,
-                    format!(
-                        "{:.1}% of the ceiling (target ≥ 90%)",
-                        100.0 * r.rows_per_sec / c
-                    ),
-                ),
-                None => String::new(),
-            };
+        for &executors in &o.executors {
+            let r = pipeline(&o, &topic, o.count, executors, &servers).await?;
+            // The broker's rate moves as the VM's speed does: each pipeline
+            // is compared with the raw consumes just before and after it.
+            let before = consume.context("no consume ceiling before the pipeline")?;
+            let after = consume_rate(&topic, 4, o.count, &o)?;
+            consume = Some(after);
+            let ceiling = ((before + after) / 2.0).min(insert_ceiling.unwrap_or(f64::MAX));
             let cap = o.max_offsets_per_trigger.unwrap_or(100_000);
             t.row(
                 format!(
@@ -787,10 +863,16 @@ async fn main() -> Result<()> {
                     o.count, o.pipeline_sink
                 ),
                 format!(
-                    "{:.0} rows/s ({:.1} s, {} batches)",
+                    "{:.0} rows/s ({:.1} s, {} batches); raw consume {before:.0} before, {after:.0} after",
                     r.rows_per_sec, r.seconds, r.batches
                 ),
-                target,
+                verdict(
+                    r.rows_per_sec >= 0.9 * ceiling,
+                    format!(
+                        "{:.1}% of the ceiling (target ≥ 90%)",
+                        100.0 * r.rows_per_sec / ceiling
+                    ),
+                ),
             );
             let max_exec = r.executor_mb.iter().copied().fold(0.0, f64::max);
             t.row(
@@ -804,6 +886,12 @@ async fn main() -> Result<()> {
                     max_exec <= 150.0,
                     format!("executor ≤ 150 MB ({max_exec:.0} MB)"),
                 ),
+            );
+            let cpu: Vec<String> = r.cpu.iter().map(|(n, c)| format!("{n} {c:.1}")).collect();
+            t.row(
+                format!("cpu: seconds per process during the pipeline, {executors} executor(s)"),
+                cpu.join(", "),
+                "",
             );
             if executors == 2 {
                 two_executor_rate = Some(r.rows_per_sec);
@@ -825,4 +913,52 @@ async fn main() -> Result<()> {
     }
     t.print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_seconds_counts_this_process_work() {
+        let pid = Some(std::process::id());
+        let before = cpu_seconds(pid);
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = cpu_seconds(pid) - before;
+        assert!(
+            (0.2..5.0).contains(&used),
+            "300 ms of spinning read as {used} s of CPU"
+        );
+        assert_eq!(cpu_seconds(None), 0.0);
+    }
+
+    #[test]
+    fn kafka_options_are_key_value_pairs() {
+        let opts = |v: &[&str]| {
+            let mut o = Cli::parse_from(["ember-bench", "ceiling"]).opts;
+            o.kafka_options = v.iter().map(|s| s.to_string()).collect();
+            o
+        };
+        let m = kafka_options(&opts(&["fetch.wait.max.ms=500", "a=b=c"])).expect("valid");
+        assert_eq!(m["fetch.wait.max.ms"], "500");
+        assert_eq!(m["a"], "b=c");
+        assert_eq!(
+            extra_source(&opts(&["fetch.wait.max.ms=500"])).expect("valid"),
+            "\n\"kafka.fetch.wait.max.ms\" = \"500\""
+        );
+        let e = kafka_options(&opts(&["fetch.wait.max.ms"])).expect_err("no '='");
+        assert!(e.to_string().contains("fetch.wait.max.ms"), "{e}");
+    }
+
+    #[test]
+    fn executors_default_to_one_then_two() {
+        let o = Cli::parse_from(["ember-bench", "pipeline"]).opts;
+        assert_eq!(o.executors, vec![1, 2]);
+        let o = Cli::parse_from(["ember-bench", "pipeline", "--executors", "2,1,1,2"]).opts;
+        assert_eq!(o.executors, vec![2, 1, 1, 2]);
+    }
 }
