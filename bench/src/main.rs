@@ -848,12 +848,18 @@ async fn main() -> Result<()> {
     }
     let mut two_executor_rate = None;
     if all || sc == Scenario::Pipeline {
+        let tansu = servers
+            .iter()
+            .find(|(n, _)| *n == "tansu")
+            .and_then(|s| s.1);
         for &executors in &o.executors {
             let r = pipeline(&o, &topic, o.count, executors, &servers).await?;
             // The broker's rate moves as the VM's speed does: each pipeline
             // is compared with the raw consumes just before and after it.
             let before = consume.context("no consume ceiling before the pipeline")?;
+            let tansu_cpu = cpu_seconds(tansu);
             let after = consume_rate(&topic, 4, o.count, &o)?;
+            let tansu_cpu = cpu_seconds(tansu) - tansu_cpu;
             consume = Some(after);
             let ceiling = ((before + after) / 2.0).min(insert_ceiling.unwrap_or(f64::MAX));
             let cap = o.max_offsets_per_trigger.unwrap_or(100_000);
@@ -863,7 +869,7 @@ async fn main() -> Result<()> {
                     o.count, o.pipeline_sink
                 ),
                 format!(
-                    "{:.0} rows/s ({:.1} s, {} batches); raw consume {before:.0} before, {after:.0} after",
+                    "{:.0} rows/s ({:.1} s, {} batches); raw consume {before:.0} before, {after:.0} after (tansu {tansu_cpu:.1} s CPU)",
                     r.rows_per_sec, r.seconds, r.batches
                 ),
                 verdict(
