@@ -798,10 +798,11 @@ async fn main() -> Result<()> {
     );
     // The broker's and the store's CPU is reported for each pipeline run
     // (ours only: a shared server's pid is not known here).
+    let tansu = private.as_ref().and_then(|s| s.tansu.as_ref()?.pid());
     let servers: Vec<(&str, Option<u32>)> = private.as_ref().map_or(Vec::new(), |s| {
         vec![
             ("ember-cql", s.cql.as_ref().and_then(|p| p.pid())),
-            ("tansu", s.tansu.as_ref().and_then(|p| p.pid())),
+            ("tansu", tansu),
         ]
     });
     let mut t = Table::default();
@@ -848,10 +849,6 @@ async fn main() -> Result<()> {
     }
     let mut two_executor_rate = None;
     if all || sc == Scenario::Pipeline {
-        let tansu = servers
-            .iter()
-            .find(|(n, _)| *n == "tansu")
-            .and_then(|s| s.1);
         for &executors in &o.executors {
             let r = pipeline(&o, &topic, o.count, executors, &servers).await?;
             // The broker's rate moves as the VM's speed does: each pipeline
