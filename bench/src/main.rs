@@ -26,6 +26,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
+mod cores;
+
 #[derive(Parser)]
 #[command(
     name = "ember-bench",
@@ -81,13 +83,20 @@ struct Opts {
     /// what tansu serves fastest.
     #[arg(long, global = true, default_value = "none", value_parser = ["lz4", "gzip", "none"])]
     compression: String,
-    /// Print each pipeline batch's duration and its tasks' (stderr).
+    /// Print each pipeline or latency batch's duration and its tasks' (stderr).
     #[arg(long, global = true)]
     batch_timings: bool,
     /// The pipeline's runs, in order, by executor count: `1,2,2,1` runs four,
     /// each between two raw consumes of the same backlog.
     #[arg(long, global = true, value_delimiter = ',', default_value = "1,2")]
     executors: Vec<usize>,
+    /// Cores while the broker-bound scenarios (the consume ceiling, the
+    /// pipeline and ingest) measure: `split` runs the bench's broker on a core
+    /// of its own and everything else (the bench and its clients, Ember,
+    /// ember-cql, Postgres) on the others, on both sides of each comparison;
+    /// `shared` lets every process run anywhere. The other scenarios share.
+    #[arg(long, global = true, default_value = "split", value_parser = ["split", "shared"])]
+    cores: String,
     /// Python with pyspark 4, confluent-kafka and cassandra-driver.
     #[arg(long, global = true, env = "EMBER_PYSPARK_PYTHON")]
     python: Option<PathBuf>,
@@ -342,6 +351,8 @@ struct PipelineRun {
     /// CPU seconds from submission to the job's finish: executors, then the
     /// scheduler, then `servers` as passed in.
     cpu: Vec<(String, f64)>,
+    /// The wall-clock seconds `cpu` was measured over.
+    cpu_wall: f64,
 }
 
 /// `--kafka-option`s as librdkafka settings.
@@ -402,6 +413,7 @@ async fn pipeline(
     procs.push(("scheduler".into(), cluster.scheduler.pid()));
     procs.extend(servers.iter().map(|(n, p)| (n.to_string(), *p)));
     let cpu_before: Vec<f64> = procs.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    let cpu_start = Instant::now();
     let submitted_ms = chrono::Utc::now().timestamp_millis();
     cluster.submit(&spec, false).await?;
     let d = cluster
@@ -414,6 +426,7 @@ async fn pipeline(
         .zip(cpu_before)
         .map(|((n, p), before)| (n.clone(), cpu_seconds(*p) - before))
         .collect();
+    let cpu_wall = cpu_start.elapsed().as_secs_f64();
     // From submission to the end of the last batch (the sink's last write
     // acknowledged), by the scheduler's clock on this host: the job's state
     // is polled every 250 ms, which would add up to that much.
@@ -425,23 +438,7 @@ async fn pipeline(
         .context("the finished job lists no batches")?;
     let seconds = (last_end_ms - submitted_ms) as f64 / 1000.0;
     if o.batch_timings {
-        // Oldest first: the job keeps its most recent batches.
-        for b in d.batches.iter().rev() {
-            let tasks: Vec<String> = b
-                .tasks
-                .iter()
-                .map(|t| format!("p{} {} ms on {}", t.partition, t.duration_ms, t.executor_id))
-                .collect();
-            eprintln!(
-                "    batch {} at {}: {} ms after {} ms reading offsets, {} rows; tasks {}",
-                b.batch_id,
-                b.started_at,
-                b.duration_ms,
-                b.latest_offset_ms,
-                b.rows_in,
-                tasks.join(", ")
-            );
-        }
+        print_batches(&d);
     }
     let s = d.summary.unwrap_or_default();
     if s.rows_out != count {
@@ -466,6 +463,7 @@ async fn pipeline(
             .collect(),
         batches: s.batches,
         cpu,
+        cpu_wall,
     })
 }
 
@@ -496,6 +494,9 @@ async fn latency(t: &mut Table, o: &Opts) -> Result<()> {
             d.summary.as_ref().is_some_and(|s| s.rows_out == count)
         })
         .await?;
+    if o.batch_timings {
+        print_batches(&d);
+    }
     let s = d.summary.unwrap_or_default();
     cluster.stop("latency").await?;
     drop_keyspace(&ks).await?;
@@ -511,6 +512,26 @@ async fn latency(t: &mut Table, o: &Opts) -> Result<()> {
         ),
     );
     Ok(())
+}
+
+/// Each batch the job still lists, oldest first, with its tasks (stderr).
+fn print_batches(d: &ember_api::JobDetail) {
+    for b in d.batches.iter().rev() {
+        let tasks: Vec<String> = b
+            .tasks
+            .iter()
+            .map(|t| format!("p{} {} ms on {}", t.partition, t.duration_ms, t.executor_id))
+            .collect();
+        eprintln!(
+            "    batch {} at {}: {} ms after {} ms reading offsets, {} rows; tasks {}",
+            b.batch_id,
+            b.started_at,
+            b.duration_ms,
+            b.latest_offset_ms,
+            b.rows_in,
+            tasks.join(", ")
+        );
+    }
 }
 
 /// When a batch ended, ms since the epoch.
@@ -706,7 +727,10 @@ async fn spark(t: &mut Table, o: &Opts, topic: &str, ember_rate: Option<f64>) ->
     Ok(())
 }
 
-async fn ingest(t: &mut Table, count: u64, compression: &str) -> Result<()> {
+async fn ingest(t: &mut Table, count: u64, compression: &str, split: &CoreSplit) -> Result<()> {
+    // Postgres is on the ember-ingest side of the split: it is what the
+    // run adds to raw produce.
+    let _cores = split.apply(t, "ingest", postmaster().await);
     // Raw produce before and after ember-ingest, each into a new topic on
     // the same broker: tansu's writes may slow as its database grows, so
     // ember-ingest is compared with the mean of the two that bracket it.
@@ -761,6 +785,90 @@ async fn ingest(t: &mut Table, count: u64, compression: &str) -> Result<()> {
     Ok(())
 }
 
+/// The processes a broker-bound measurement splits the cores between (see
+/// [`cores`]): the bench's broker, and what runs beside it.
+struct CoreSplit {
+    /// The broker's pid; None with `--cores shared`, or when the broker is
+    /// not the bench's own (`--shared-servers`).
+    broker: Option<u32>,
+    cql: Option<u32>,
+}
+
+impl CoreSplit {
+    /// The broker on its own core and, on the others, this process (its
+    /// clients, and the clusters and ember-ingest runs it starts, which
+    /// inherit its cores), ember-cql and, given its postmaster, Postgres
+    /// with its backends (new ones inherit the postmaster's cores). Until
+    /// the returned guard drops. A split that fails is reported in the
+    /// table, and that scenario runs with every core shared.
+    fn apply(
+        &self,
+        t: &mut Table,
+        scenario: &str,
+        postmaster: Option<u32>,
+    ) -> Option<cores::Split> {
+        let broker = self.broker?;
+        let (bench, cql) = (std::process::id(), self.cql);
+        let others = Box::new(move || {
+            let mut pids = vec![bench];
+            pids.extend(cql);
+            if let Some(pm) = postmaster {
+                pids.push(pm);
+                pids.extend(
+                    cores::children(pm)
+                        .into_iter()
+                        .filter(|&p| cores::command(p).as_deref() == Some("postgres")),
+                );
+            }
+            pids
+        });
+        match cores::Split::new(broker, others) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                t.row(
+                    format!("cores: {scenario}"),
+                    format!("not split ({e}): every core shared"),
+                    "",
+                );
+                None
+            }
+        }
+    }
+
+    /// The table's line on where the processes run.
+    fn describe(&self) -> String {
+        let split = cores::allowed().ok().and_then(|a| cores::split(&a));
+        match (self.broker, split) {
+            (Some(_), Some((broker, rest))) => format!(
+                "ceiling, pipeline and ingest: the broker (tansu) on core {broker}; the bench and its clients, Ember, ember-cql and Postgres on core(s) {}",
+                rest.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            _ => "every process on every core".to_string(),
+        }
+    }
+}
+
+/// The local postmaster behind EMBER_PG: the parent of this session's
+/// backend, if both are local `postgres` processes (else None: Postgres is
+/// elsewhere, or not ours to move).
+async fn postmaster() -> Option<u32> {
+    let client = ember_ingest::outbox::connect(&ember_ingest::outbox::pg_url_from_env())
+        .await
+        .ok()?;
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?
+        .get(0);
+    let backend = u32::try_from(backend).ok()?;
+    let pm = cores::parent(backend)?;
+    let local = |p: u32| cores::command(p).as_deref() == Some("postgres");
+    (local(backend) && local(pm)).then_some(pm)
+}
+
 fn failed(t: &mut Table, scenario: &str, r: Result<()>) {
     if let Err(e) = r {
         t.row(scenario, format!("FAILED: {e:#}").replace('\n', " "), "");
@@ -806,6 +914,11 @@ async fn main() -> Result<()> {
         ]
     });
     let mut t = Table::default();
+    let split = CoreSplit {
+        broker: tansu.filter(|_| o.cores == "split"),
+        cql: private.as_ref().and_then(|s| s.cql.as_ref()?.pid()),
+    };
+    t.row("cores", split.describe(), "");
     // Latency first, on the fresh broker: tansu's fetches slow down as its
     // database grows, and the backlog below is a million records.
     if all || sc == Scenario::Latency {
@@ -833,7 +946,10 @@ async fn main() -> Result<()> {
     let mut consume = None;
     // The pipeline's figures are fractions of the ceiling measured in the same run.
     if all || sc == Scenario::Ceiling || sc == Scenario::Pipeline {
+        let cores = split.apply(&mut t, "ceiling", None);
         let c = consume_rate(&topic, 4, o.count, &o)?;
+        // The store's ceiling on every core: the broker idles meanwhile.
+        drop(cores);
         let insert = insert_rate(o.count).await?;
         t.row(
             "ceiling: raw rdkafka consume, 4 partitions, the executors' consumer settings",
@@ -850,6 +966,7 @@ async fn main() -> Result<()> {
     let mut two_executor_rate = None;
     if all || sc == Scenario::Pipeline {
         for &executors in &o.executors {
+            let cores = split.apply(&mut t, "pipeline", None);
             let r = pipeline(&o, &topic, o.count, executors, &servers).await?;
             // The broker's rate moves as the VM's speed does: each pipeline
             // is compared with the raw consumes just before and after it.
@@ -857,6 +974,17 @@ async fn main() -> Result<()> {
             let tansu_cpu = cpu_seconds(tansu);
             let after = consume_rate(&topic, 4, o.count, &o)?;
             let tansu_cpu = cpu_seconds(tansu) - tansu_cpu;
+            // How much of a core the broker had, in the pipeline and in the
+            // raw consume after it: a share that the VM's speed, which moves
+            // both rates, does not move.
+            let busy = |cpu: f64, wall: f64| 100.0 * cpu / wall.max(1e-9);
+            let pipeline_busy = r
+                .cpu
+                .iter()
+                .find(|(n, _)| n == "tansu")
+                .map(|(_, c)| busy(*c, r.cpu_wall));
+            let consume_busy = busy(tansu_cpu, o.count as f64 / after);
+            drop(cores);
             consume = Some(after);
             let ceiling = ((before + after) / 2.0).min(insert_ceiling.unwrap_or(f64::MAX));
             let cap = o.max_offsets_per_trigger.unwrap_or(100_000);
@@ -866,8 +994,11 @@ async fn main() -> Result<()> {
                     o.count, o.pipeline_sink
                 ),
                 format!(
-                    "{:.0} rows/s ({:.1} s, {} batches); raw consume {before:.0} before, {after:.0} after (tansu {tansu_cpu:.1} s CPU)",
-                    r.rows_per_sec, r.seconds, r.batches
+                    "{:.0} rows/s ({:.1} s, {} batches); raw consume {before:.0} before, {after:.0} after; tansu busy {} of the pipeline, {consume_busy:.0}% of the consume after ({tansu_cpu:.1} s CPU)",
+                    r.rows_per_sec,
+                    r.seconds,
+                    r.batches,
+                    pipeline_busy.map_or("?".into(), |b| format!("{b:.0}%")),
                 ),
                 verdict(
                     r.rows_per_sec >= 0.9 * ceiling,
@@ -911,7 +1042,7 @@ async fn main() -> Result<()> {
         failed(&mut t, "spark", r);
     }
     if all || sc == Scenario::Ingest {
-        let r = ingest(&mut t, o.count.min(1_000_000), &o.compression).await;
+        let r = ingest(&mut t, o.count.min(1_000_000), &o.compression, &split).await;
         failed(&mut t, "ingest", r);
     }
     t.print();
@@ -963,5 +1094,22 @@ mod tests {
         assert_eq!(o.executors, vec![1, 2]);
         let o = Cli::parse_from(["ember-bench", "pipeline", "--executors", "2,1,1,2"]).opts;
         assert_eq!(o.executors, vec![2, 1, 1, 2]);
+    }
+
+    #[test]
+    fn cores_are_split_unless_asked_to_share() {
+        let o = Cli::parse_from(["ember-bench", "ingest"]).opts;
+        assert_eq!(o.cores, "split");
+        let o = Cli::parse_from(["ember-bench", "ingest", "--cores", "shared"]).opts;
+        assert_eq!(o.cores, "shared");
+        assert!(Cli::try_parse_from(["ember-bench", "ingest", "--cores", "half"]).is_err());
+        let shared = CoreSplit {
+            broker: None,
+            cql: None,
+        };
+        assert_eq!(shared.describe(), "every process on every core");
+        let mut t = Table::default();
+        assert!(shared.apply(&mut t, "ingest", None).is_none());
+        assert!(t.0.is_empty(), "nothing to split, nothing to report");
     }
 }
