@@ -1,7 +1,9 @@
 //! The executor's Kafka consumers against a real broker (EMBER_KAFKA, started
 //! by scripts/stack): a range that starts where the partition's last range
 //! ended goes on from the pooled consumer's prefetch; any other range seeks;
-//! either way each range yields exactly its own records.
+//! either way each range yields exactly its own records. A consumer idle at
+//! its partition's end is unassigned, and one with records still ahead is
+//! not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use arrow::datatypes::Int64Type;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::collect;
 use ember_e2e::{create_topic, kafka, producer, unique};
-use ember_jobs::kafka::consumer::consumer_stats;
+use ember_jobs::kafka::consumer::{END_LAG, consumer_stats};
 use ember_jobs::kafka::scan::ranges_exec;
 use ember_jobs::kafka::{KafkaScanConfig, KafkaScanExec, OffsetRange};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -70,6 +72,31 @@ async fn produce(
     Ok(())
 }
 
+/// The same records as [`produce`], all queued before any is awaited.
+async fn produce_many(
+    producer: &FutureProducer,
+    topic: &str,
+    ids: std::ops::Range<i64>,
+) -> anyhow::Result<()> {
+    let mut pending = Vec::new();
+    for i in ids {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition(0);
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| anyhow::anyhow!("queue: {e}"))?,
+        );
+    }
+    for p in pending {
+        p.await?.map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+    }
+    Ok(())
+}
+
 fn expected(from: i64, until: i64) -> Vec<(i64, String)> {
     (from..until).map(|o| (o, format!("v{o}"))).collect()
 }
@@ -97,13 +124,19 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
         "the first read creates a consumer"
     );
 
+    assert_eq!(
+        s1.unassigned_at_end,
+        s0.unassigned_at_end + 1,
+        "200 records from the end, the idle consumer is unassigned"
+    );
+
     // The next micro-batch of the partition: no new consumer, no seek.
     assert_eq!(read(job, range(100, 200)).await?, expected(100, 200));
     let s2 = consumer_stats();
     assert_eq!(
         (s2.created, s2.continued, s2.seeks),
         (s1.created, s1.continued + 1, s1.seeks),
-        "a range starting where the last ended goes on from the prefetch"
+        "a range starting where the last ended goes on from where it stood"
     );
 
     // A replay of earlier offsets (a retried batch) seeks back.
@@ -111,8 +144,8 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
     let s3 = consumer_stats();
     assert_eq!((s3.created, s3.seeks), (s2.created, s2.seeks + 1));
 
-    // And goes on from there again: the consumer that sought was paused
-    // while idle, and resumes where it stopped.
+    // And goes on from there again: the consumer that sought stopped
+    // fetching while idle, and starts again where it stopped.
     assert_eq!(read(job, range(60, 300)).await?, expected(60, 300));
     let s4 = consumer_stats();
     assert_eq!(s4.continued, s3.continued + 1);
@@ -126,6 +159,33 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
     assert_eq!(
         (s5.created, s5.continued, s5.seeks),
         (s4.created, s4.continued + 1, s4.seeks)
+    );
+    assert_eq!(
+        s5.unassigned_at_end,
+        s4.unassigned_at_end + 1,
+        "at the end: unassigned"
+    );
+
+    // With more than END_LAG records still ahead, the idle consumer keeps
+    // fetching them: not unassigned.
+    let end = 400 + END_LAG + 100;
+    produce_many(&producer, &topic, 350..end).await?;
+    assert_eq!(read(job, range(350, 400)).await?, expected(350, 400));
+    let s6 = consumer_stats();
+    assert_eq!(
+        s6.unassigned_at_end, s5.unassigned_at_end,
+        "far from the end: still assigned"
+    );
+    assert_eq!(read(job, range(400, end)).await?, expected(400, end));
+    let s7 = consumer_stats();
+    assert_eq!(
+        (s7.created, s7.continued, s7.seeks, s7.unassigned_at_end),
+        (
+            s6.created,
+            s6.continued + 1,
+            s6.seeks,
+            s6.unassigned_at_end + 1
+        )
     );
     Ok(())
 }

@@ -8,8 +8,13 @@
 //! `KafkaDataConsumer` does. Otherwise it seeks. Ballista does not place a
 //! partition's tasks on the same executor every time, so a consumer whose
 //! read had to seek (its partition's last range went to another executor) is
-//! paused while idle rather than fetch what the other one reads; it resumes
-//! when its partition's next range starts where it stopped. Consumers are
+//! unassigned while idle rather than fetch what the other one reads; it is
+//! assigned again when its partition's next range comes back to it. So is a
+//! consumer that has read to within [`END_LAG`] records of its partition's
+//! end: at the end, every fetch comes back empty after
+//! `fetch.wait.max.ms` and is sent again, and tansu answers each one with
+//! fresh SQL, so a few idle consumers saturated its core in the latency
+//! benchmark (BENCHMARKS.md, run 39). Consumers are
 //! assign-only: no group subscription and no committed offsets; the job's
 //! checkpoint owns the offsets, as in Spark. A consumer idle for
 //! [`IDLE_EVICT`] is closed.
@@ -30,13 +35,21 @@ use super::ranges::{PartitionOffsets, TopicPartition};
 pub const IDLE_EVICT: Duration = Duration::from_secs(60);
 /// Idle consumers kept per executor at most; the longest idle go first.
 const POOL_MAX: usize = 64;
+/// An idle consumer this close to its partition's end (by the high
+/// watermark of its last fetch) is unassigned: what it could prefetch would
+/// save the next read little, and assigning it again costs that read one
+/// fetch.
+pub const END_LAG: i64 = 1_000;
 
 struct Idle {
     consumer: BaseConsumer,
     /// The next offset `poll` returns, when known.
     position: Option<i64>,
-    /// Paused while idle: not fetching, nothing prefetched.
-    paused: bool,
+    /// Unassigned while idle: not fetching, nothing prefetched. Not paused:
+    /// a resume does not wake librdkafka's broker thread, so the next fetch
+    /// waited for its 1 s idle wake-up (reads of ~1 s in the latency
+    /// benchmark), while an assign fetches at once.
+    unassigned: bool,
     since: Instant,
 }
 
@@ -86,6 +99,7 @@ fn evict(idle: Duration, max: usize) -> Vec<BaseConsumer> {
 static CREATED: AtomicU64 = AtomicU64::new(0);
 static CONTINUED: AtomicU64 = AtomicU64::new(0);
 static SEEKS: AtomicU64 = AtomicU64::new(0);
+static UNASSIGNED_AT_END: AtomicU64 = AtomicU64::new(0);
 
 /// How range reads found their consumer, since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,6 +110,9 @@ pub struct ConsumerStats {
     pub continued: u64,
     /// Reads that had to re-position a pooled consumer.
     pub seeks: u64,
+    /// Consumers unassigned while idle because they had read to within
+    /// [`END_LAG`] records of their partition's end.
+    pub unassigned_at_end: u64,
 }
 
 pub fn consumer_stats() -> ConsumerStats {
@@ -103,6 +120,7 @@ pub fn consumer_stats() -> ConsumerStats {
         created: CREATED.load(Ordering::Relaxed),
         continued: CONTINUED.load(Ordering::Relaxed),
         seeks: SEEKS.load(Ordering::Relaxed),
+        unassigned_at_end: UNASSIGNED_AT_END.load(Ordering::Relaxed),
     }
 }
 
@@ -180,17 +198,13 @@ impl PartitionConsumer {
         let at = partition_list(topic, partition, offset)?;
         let (consumer, sought) = match pooled {
             Some(idle) => {
-                if idle.paused {
-                    // Fetches again from the position it was paused at.
-                    idle.consumer.resume(&at)?;
-                }
                 let sought = idle.position != Some(offset);
-                if sought {
-                    SEEKS.fetch_add(1, Ordering::Relaxed);
+                // A seek drops what was prefetched.
+                if idle.unassigned || sought {
                     idle.consumer.assign(&at)?;
-                } else {
-                    CONTINUED.fetch_add(1, Ordering::Relaxed);
                 }
+                let counter = if sought { &SEEKS } else { &CONTINUED };
+                counter.fetch_add(1, Ordering::Relaxed);
                 (idle.consumer, sought)
             }
             None => {
@@ -218,8 +232,8 @@ impl PartitionConsumer {
     }
 }
 
-/// The one partition, at `offset`: for assign (a seek: librdkafka drops
-/// what it had prefetched), pause and resume.
+/// The one partition, at `offset`, to assign (a seek: librdkafka drops what
+/// it had prefetched).
 fn partition_list(topic: &str, partition: i32, offset: i64) -> KafkaResult<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
@@ -233,19 +247,51 @@ impl Drop for PartitionConsumer {
         }
         if let Some(consumer) = self.consumer.take() {
             // A consumer that had to seek lost its partition's last range to
-            // another executor: it would fetch what that one reads.
-            let paused = (self.sought || self.position.is_none())
-                && partition_list(&self.topic, self.partition, self.position.unwrap_or(0))
-                    .and_then(|tpl| consumer.pause(&tpl))
-                    .is_ok();
+            // another executor: it would fetch what that one reads. One at
+            // the partition's end would fetch nothing, again and again.
+            let at_end = near_end(&consumer, &self.topic, self.partition, self.position);
+            let unassigned =
+                (self.sought || self.position.is_none() || at_end) && consumer.unassign().is_ok();
+            if unassigned && at_end {
+                UNASSIGNED_AT_END.fetch_add(1, Ordering::Relaxed);
+            }
             POOL.lock().entry(self.key.clone()).or_default().push(Idle {
                 consumer,
                 position: self.position,
-                paused,
+                unassigned,
                 since: Instant::now(),
             });
         }
     }
+}
+
+/// Whether `position` is within [`END_LAG`] of the partition's end, by the
+/// high watermark of the consumer's last fetch (cached: no request).
+fn near_end(consumer: &BaseConsumer, topic: &str, partition: i32, position: Option<i64>) -> bool {
+    let Some(position) = position else {
+        return false;
+    };
+    cached_high_watermark(consumer, topic, partition).is_some_and(|high| high - position < END_LAG)
+}
+
+/// The partition's high watermark as of the consumer's last fetch, from
+/// librdkafka's cache (rdkafka 0.39 wraps only the call that asks the broker).
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::bindings::{rd_kafka_get_watermark_offsets, rd_kafka_resp_err_t};
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle lives as long as `consumer`; librdkafka only
+    // reads the NUL-terminated topic and writes the two offsets.
+    let err = unsafe {
+        rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// Partitions of `topics` with their low and high watermarks. Blocking: call
