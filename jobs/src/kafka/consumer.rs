@@ -14,7 +14,7 @@
 //! end: at the end, every fetch comes back empty after
 //! `fetch.wait.max.ms` and is sent again, and tansu answers each one with
 //! fresh SQL, so a few idle consumers saturated its core in the latency
-//! benchmark (BENCHMARKS.md, run 39). Consumers are
+//! benchmark (BENCHMARKS.md, run 41). Consumers are
 //! assign-only: no group subscription and no committed offsets; the job's
 //! checkpoint owns the offsets, as in Spark. A consumer idle for
 //! [`IDLE_EVICT`] is closed.
