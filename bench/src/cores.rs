@@ -77,16 +77,23 @@ pub fn children(ppid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The parent of `pid`, from `/proc/<pid>/stat`.
-pub fn parent(pid: u32) -> Option<u32> {
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may hold spaces): state, ppid, ... (`man 5 proc`, from
+/// the third field on).
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (in parentheses, may hold spaces): state, ppid.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// The parent of `pid`.
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// The command name of `pid` (`/proc/<pid>/comm`).
