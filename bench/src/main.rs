@@ -903,16 +903,16 @@ async fn main() -> Result<()> {
     // The broker's and the store's CPU is reported for each pipeline run
     // (ours only: a shared server's pid is not known here).
     let tansu = private.as_ref().and_then(|s| s.tansu.as_ref()?.pid());
-    let servers: Vec<(&str, Option<u32>)> = private.as_ref().map_or(Vec::new(), |s| {
-        vec![
-            ("ember-cql", s.cql.as_ref().and_then(|p| p.pid())),
-            ("tansu", tansu),
-        ]
-    });
+    let cql_pid = private.as_ref().and_then(|s| s.cql.as_ref()?.pid());
+    let servers: Vec<(&str, Option<u32>)> = if private.is_some() {
+        vec![("ember-cql", cql_pid), ("tansu", tansu)]
+    } else {
+        Vec::new()
+    };
     let mut t = Table::default();
     let split = CoreSplit {
         broker: tansu.filter(|_| o.cores == "split"),
-        cql: private.as_ref().and_then(|s| s.cql.as_ref()?.pid()),
+        cql: cql_pid,
     };
     t.row("cores", split.describe(), "");
     // Latency first, on the fresh broker: tansu's fetches slow down as its

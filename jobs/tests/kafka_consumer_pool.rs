@@ -50,30 +50,9 @@ async fn read(job: &str, range: OffsetRange) -> anyhow::Result<Vec<(i64, String)
     Ok(out)
 }
 
-/// Records k{i}/v{i} for each i, in order, into partition 0.
+/// Records k{i}/v{i} for each i into partition 0, queued in order before
+/// any delivery is awaited.
 async fn produce(
-    producer: &FutureProducer,
-    topic: &str,
-    ids: std::ops::Range<i64>,
-) -> anyhow::Result<()> {
-    for i in ids {
-        let (key, value) = (format!("k{i}"), format!("v{i}"));
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(&key)
-                    .payload(&value)
-                    .partition(0),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
-    }
-    Ok(())
-}
-
-/// The same records as [`produce`], all queued before any is awaited.
-async fn produce_many(
     producer: &FutureProducer,
     topic: &str,
     ids: std::ops::Range<i64>,
@@ -169,7 +148,7 @@ async fn consecutive_ranges_reuse_the_partitions_consumer_and_others_seek() -> a
     // With more than END_LAG records still ahead, the idle consumer keeps
     // fetching them: not unassigned.
     let end = 400 + END_LAG + 100;
-    produce_many(&producer, &topic, 350..end).await?;
+    produce(&producer, &topic, 350..end).await?;
     assert_eq!(read(job, range(350, 400)).await?, expected(350, 400));
     let s6 = consumer_stats();
     assert_eq!(
