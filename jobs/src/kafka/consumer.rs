@@ -124,6 +124,15 @@ pub fn consumer_stats() -> ConsumerStats {
     }
 }
 
+/// What one consumer may hold prefetched, in KiB (librdkafka's
+/// `queued.max.messages.kbytes`, whose default is 64 MiB). Pooled consumers
+/// stay assigned between batches, so when an executor falls behind the
+/// broker each of its partitions fills this budget: with 4 partitions an
+/// executor peaked at 359-381 MB with librdkafka's default and at 201 MB
+/// with this, at the same rows/s (BENCHMARKS.md, run 46). A budget well
+/// under one batch's range would stall reads instead.
+pub const PREFETCH_KBYTES: u32 = 16 * 1024;
+
 /// librdkafka settings for Ember's range reads; user `kafka.*` options win.
 pub fn consumer_config(
     bootstrap: &str,
@@ -139,6 +148,7 @@ pub fn consumer_config(
         .set("enable.partition.eof", "false")
         // Micro-batches want the first record fast, not a full fetch window.
         .set("fetch.wait.max.ms", "10")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
         .set("socket.keepalive.enable", "true");
     for (k, v) in options {
         cfg.set(k, v);
@@ -361,4 +371,23 @@ pub fn watermarks(
         (low, high)
     });
     Ok((low?, high?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_budget_is_embers_unless_the_job_sets_one() {
+        let none = BTreeMap::new();
+        let cfg = consumer_config("b:9092", "j", &none);
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(cfg.get("group.id"), Some("ember-j"));
+        let set = BTreeMap::from([(
+            "queued.max.messages.kbytes".to_string(),
+            "65536".to_string(),
+        )]);
+        let cfg = consumer_config("b:9092", "j", &set);
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("65536"));
+    }
 }
