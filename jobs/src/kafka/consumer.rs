@@ -128,7 +128,7 @@ pub fn consumer_stats() -> ConsumerStats {
 /// `queued.max.messages.kbytes`, whose default is 64 MiB). Pooled consumers
 /// stay assigned between batches, so when an executor falls behind the
 /// broker each of its partitions fills this budget: with 4 partitions an
-/// executor peaked at 359-381 MB with librdkafka's default and at 201 MB
+/// executor peaked at 359-381 MB with librdkafka's default and at 201-220 MB
 /// with this, at the same rows/s (BENCHMARKS.md, run 46). A budget well
 /// under one batch's range would stall reads instead.
 pub const PREFETCH_KBYTES: u32 = 16 * 1024;
