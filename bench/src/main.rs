@@ -740,8 +740,12 @@ async fn spark(t: &mut Table, o: &Opts, topic: &str, ember: Option<(f64, f64)>) 
 
 async fn ingest(t: &mut Table, count: u64, compression: &str, split: &CoreSplit) -> Result<()> {
     // Postgres is on the ember-ingest side of the split: it is what the
-    // run adds to raw produce.
-    let _cores = split.apply(t, "ingest", postmaster().await);
+    // run adds to raw produce. Found only when there is a split to make.
+    let postmaster = match split.broker {
+        Some(_) => postmaster().await,
+        None => None,
+    };
+    let _cores = split.apply(t, "ingest", postmaster);
     // Raw produce before and after ember-ingest, each into a new topic on
     // the same broker: tansu's writes may slow as its database grows, so
     // ember-ingest is compared with the mean of the two that bracket it.
@@ -997,7 +1001,8 @@ async fn main() -> Result<()> {
             let consume_busy = busy(tansu_cpu, o.count as f64 / after);
             drop(cores);
             consume = Some(after);
-            let ceiling = ((before + after) / 2.0).min(insert_ceiling.unwrap_or(f64::MAX));
+            let raw = (before + after) / 2.0;
+            let ceiling = raw.min(insert_ceiling.unwrap_or(f64::MAX));
             let cap = o.max_offsets_per_trigger.unwrap_or(100_000);
             t.row(
                 format!(
@@ -1039,7 +1044,7 @@ async fn main() -> Result<()> {
                 "",
             );
             if executors == 2 {
-                two_executor_run = Some((r.rows_per_sec, (before + after) / 2.0));
+                two_executor_run = Some((r.rows_per_sec, raw));
             }
         }
     }
